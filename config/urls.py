@@ -1,0 +1,10 @@
+"""URL configuration: the inbox page, Django's auth views and admin, notify's APIs."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("", include("notify.urls")),
+]

@@ -1,0 +1,8 @@
+"""WSGI entry point (pages and APIs only; live pushes need ASGI: use daphne)."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+application = get_wsgi_application()

@@ -1,0 +1,62 @@
+"""App settings: one ``NOTIFY`` dict in Django settings over documented defaults."""
+
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    # Channel layer alias used for pushes between processes.
+    "CHANNEL_LAYER_ALIAS": "default",
+    # Seconds of silence after which a WebSocket gets a ``ping`` frame and an SSE
+    # stream a ``: ping`` comment.
+    "HEARTBEAT_SECONDS": 25,
+    # Items replayed after ``since`` at most; past it the client gets ``reset``.
+    "BACKLOG_LIMIT": 500,
+    # Largest client WebSocket message in bytes (after reassembly); larger closes 4009.
+    "MAX_FRAME_BYTES": 64 * 1024,
+    # Largest ``data`` object in bytes, as UTF-8 compact JSON.
+    "MAX_DATA_BYTES": 8 * 1024,
+    # Largest HTTP request body in bytes under /notify/api/; larger answers 413.
+    "MAX_BODY_BYTES": 64 * 1024,
+    # Longest ``title`` and ``body`` in characters.
+    "MAX_TITLE_LENGTH": 200,
+    "MAX_BODY_LENGTH": 10_000,
+    # Most ids in one ``read`` request or frame.
+    "MAX_READ_IDS": 1000,
+    # Most recipients in one send (Python API and HTTP send API).
+    "MAX_RECIPIENTS": 10_000,
+    # Long-poll: default and largest ``timeout`` in seconds; default and largest ``limit``.
+    "POLL_TIMEOUT": 25,
+    "POLL_MAX_TIMEOUT": 55,
+    "POLL_LIMIT": 100,
+    "POLL_MAX_LIMIT": 500,
+    # Inbox list: default and largest page size.
+    "INBOX_LIMIT": 50,
+    "INBOX_MAX_LIMIT": 200,
+    # SSE ``retry:`` field sent with the first event, in milliseconds.
+    "SSE_RETRY_MS": 3000,
+    # Requests a service key may make to send/ and announce/ (django-ratelimit rate).
+    "SERVICE_RATE_LIMIT": "600/m",
+    # Bytes a connection may have queued unsent before it is closed as too slow (it
+    # resumes later with its cursor).
+    "MAX_SEND_BUFFER_BYTES": 1024 * 1024,
+}
+
+
+class NotifySettings:
+    """Read ``settings.NOTIFY[name]`` over ``DEFAULTS[name]`` on every access.
+
+    Reading each time is cheap and keeps ``override_settings`` and pytest-django's
+    ``settings`` fixture working without a cache to reset.
+
+    Raises:
+        AttributeError: ``name`` is not a notify setting.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"Invalid notify setting: {name!r}")
+        return getattr(settings, "NOTIFY", {}).get(name, DEFAULTS[name])
+
+
+notify_settings = NotifySettings()

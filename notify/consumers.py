@@ -1,0 +1,210 @@
+"""The WebSocket consumer at ``/ws/notify/`` (CONTRACT §3)."""
+
+import json
+import logging
+import time
+from urllib.parse import urlparse
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.security.websocket import OriginValidator
+from django.conf import settings
+
+from . import services
+from .conf import notify_settings
+from .exceptions import InvalidParameter
+from .hub import Push, Subscriber, get_hub
+from .params import parse_int, query_params
+from .selectors import StreamRead, read_stream
+from .serializers import dumps
+
+logger = logging.getLogger("notify")
+
+SUBPROTOCOL = "notify.v1"
+# Close codes (daphne lets an application close with 1000 or 3000-4999 only).
+CLOSE_INVALID_PARAMETER = 4400
+CLOSE_TOO_LARGE = 4009
+CLOSE_REVOKED = 4401
+CLOSE_TOO_SLOW = 4008
+
+
+def origin_allowed(scope) -> tuple[bool, str | None]:
+    """Whether the handshake's ``Origin`` matches ``ALLOWED_HOSTS`` (host and port, any
+    scheme), as Channels' ``AllowedHostsOriginValidator`` judges it.
+
+    Returns:
+        ``(allowed, origin header or None)``.
+    """
+    origin = None
+    for name, value in scope.get("headers", ()):
+        if name == b"origin":
+            origin = value.decode("latin1")
+    allowed_hosts = settings.ALLOWED_HOSTS
+    if settings.DEBUG and not allowed_hosts:
+        allowed_hosts = ["localhost", "127.0.0.1", "[::1]"]
+    try:
+        parsed = urlparse(origin) if origin is not None else None
+        return OriginValidator(None, allowed_hosts).valid_origin(parsed), origin
+    except ValueError:
+        return False, origin
+
+
+class NotificationConsumer(Subscriber, AsyncWebsocketConsumer):
+    """Push a user's stream over ``/ws/notify/?since=<id>``.
+
+    Handshake: refused (HTTP 403, never opened) without valid credentials, with a
+    service key, or cookie-authenticated with a missing or foreign ``Origin``; each
+    refusal is logged at WARNING on the ``notify`` logger. A bad ``since`` gets an
+    ``error`` frame (``invalid_parameter``) and close code 4400.
+
+    Then: ``hello`` (``cursor``, ``unread``, ``heartbeat`` seconds); the backlog after
+    ``since`` oldest first (or ``reset`` past ``BACKLOG_LIMIT``); then live items, with
+    no gap and no duplicate between the two: the connection registers with the
+    process hub before it reads the backlog, and pushes arriving meanwhile wait in
+    ``pending`` until the backlog is out. ``ping`` every ``HEARTBEAT_SECONDS`` of
+    silence. Client frames: ``read``, ``read_all``, ``ping``; anything else gets an
+    ``error`` frame (``invalid_frame``); a message over ``MAX_FRAME_BYTES`` closes 4009.
+    A revoked token closes 4401.
+
+    The consumer has no channel of its own (``channel_layer_alias = None``): the hub
+    receives one channel-layer message per push for the whole process.
+    """
+
+    channel_layer_alias = None
+
+    def __init__(self, *args, **kwargs):
+        AsyncWebsocketConsumer.__init__(self, *args, **kwargs)
+        Subscriber.__init__(self)
+        self.user = None
+        self.subscribed = False
+
+    # Handshake
+
+    async def connect(self):
+        user = self.scope.get("user")
+        token = self.scope.get("notify_token")
+        if user is None or not user.is_authenticated:
+            reason = "service key" if token is not None and token.is_service else "no valid credentials"
+            return await self._refuse(reason)
+        if self.scope.get("notify_auth") == "session":
+            allowed, origin = origin_allowed(self.scope)
+            if not allowed:
+                return await self._refuse("cookie auth with missing or foreign Origin", origin)
+        self.user = user
+        self.user_id = user.pk
+        self.joined = user.date_joined.timestamp()
+        self.token_id = token.pk if token is not None else None
+        subprotocols = self.scope.get("subprotocols") or []
+        await self.accept(SUBPROTOCOL if SUBPROTOCOL in subprotocols else None)
+        try:
+            since = parse_int("since", query_params(self.scope).get("since"), default=None)
+        except InvalidParameter as exc:
+            await self._send_error(exc.code, str(exc))
+            return await self.close(CLOSE_INVALID_PARAMETER)
+        await get_hub().subscribe(self)
+        self.subscribed = True
+        stream = await database_sync_to_async(read_stream)(
+            user, cursor=since, limit=notify_settings.BACKLOG_LIMIT, groups=True
+        )
+        self.group_ids = stream.group_ids
+        await self.send_frame(
+            {"type": "hello", "cursor": stream.latest, "unread": stream.unread,
+             "heartbeat": notify_settings.HEARTBEAT_SECONDS}
+        )
+        self.cursor = stream.latest if since is None else since
+        await self._send_backlog(stream)
+        await self.flush_pending()
+
+    async def _refuse(self, reason: str, origin: str | None = None):
+        client = self.scope.get("client")
+        logger.warning("notify: WebSocket refused (%s); Origin=%r client=%r", reason, origin, client)
+        await self.close()  # before accept: daphne answers HTTP 403
+
+    async def _send_backlog(self, stream: StreamRead) -> None:
+        if stream.more:
+            self.cursor = stream.latest
+            await self.send_frame({"type": "reset", "cursor": stream.latest})
+            return
+        for item in stream.items:
+            if item["id"] > self.cursor:
+                self.cursor = item["id"]
+                await self.send_text(dumps({"type": "notification", "notification": item}))
+
+    async def disconnect(self, code):
+        if self.subscribed:
+            get_hub().unsubscribe(self)
+            self.subscribed = False
+
+    # Client frames
+
+    async def websocket_receive(self, message):
+        text, data = message.get("text"), message.get("bytes")
+        size = len(text.encode()) if text is not None else len(data or b"")
+        if size > notify_settings.MAX_FRAME_BYTES:
+            return await self.close(CLOSE_TOO_LARGE)
+        if self.user is None:
+            return
+        if text is None:
+            return await self._send_error("invalid_frame", "binary frames are not supported")
+        try:
+            frame = json.loads(text)
+        except ValueError:
+            return await self._send_error("invalid_frame", "not valid JSON")
+        kind = frame.get("type") if isinstance(frame, dict) else None
+        if kind == "ping":
+            return await self.send_frame({"type": "pong"})
+        if kind == "read":
+            ids = frame.get("ids")
+            if not isinstance(ids, list) or not all(type(i) is int for i in ids):
+                return await self._send_error("invalid_frame", "read: ids must be a list of integers")
+            if len(ids) > notify_settings.MAX_READ_IDS:
+                return await self._send_error(
+                    "invalid_frame", f"read: at most {notify_settings.MAX_READ_IDS} ids"
+                )
+            await database_sync_to_async(services.mark_read)(self.user, ids)
+            return
+        if kind == "read_all":
+            await database_sync_to_async(services.mark_all_read)(self.user)
+            return
+        if not isinstance(frame, dict) or not isinstance(kind, str):
+            return await self._send_error("invalid_frame", "a frame is a JSON object with a string type")
+        await self._send_error("invalid_frame", f"unknown type {kind[:40]!r}")
+
+    # Sending
+
+    async def send_text(self, text: str) -> None:
+        self.last_sent = time.monotonic()
+        await self.base_send({"type": "websocket.send", "text": text})
+
+    async def send_frame(self, frame: dict) -> None:
+        await self.send_text(dumps(frame))
+
+    async def _send_error(self, code: str, message: str) -> None:
+        await self.send_frame({"type": "error", "code": code, "message": message})
+
+    # Subscriber: called by the hub
+
+    async def deliver(self, pushes: list[Push]) -> None:
+        for push in self.take_new(pushes):
+            await self.send_text(push.ws_frame)
+
+    async def deliver_read(self, event) -> None:
+        if event.get("all"):
+            frame = {"type": "read", "all": True, "cursor": event["cursor"], "unread": event["unread"]}
+        else:
+            frame = {"type": "read", "ids": event["ids"], "unread": event["unread"]}
+        await self.send_frame(frame)
+
+    async def heartbeat(self) -> None:
+        await self.send_frame({"type": "ping"})
+
+    async def revoke(self) -> None:
+        await self.close(CLOSE_REVOKED)
+
+    async def resync(self) -> None:
+        self.pending = []
+        stream = await database_sync_to_async(read_stream)(
+            self.user, cursor=self.cursor, limit=notify_settings.BACKLOG_LIMIT
+        )
+        await self._send_backlog(stream)
+        await self.flush_pending()

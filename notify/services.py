@@ -1,0 +1,235 @@
+"""Writes: store entries, mark them read, manage tokens, and push after commit."""
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from .conf import notify_settings
+from .exceptions import InvalidParameter, UnknownRecipient
+from .hub import entry_payload, publish
+from .locks import lock_streams
+from .models import ANNOUNCEMENT_KIND, Announcement, ApiToken, Entry, Notification, Receipt, StreamState, hash_token
+from .selectors import stream_summary, unread_count
+from .validation import AnnouncementFields, NotificationFields, validate
+
+logger = logging.getLogger(__name__)
+
+# Entries per channel-layer message: keeps one message well under a MiB.
+PUSH_CHUNK = 500
+
+
+def resolve_recipients(recipients: Any, *, usernames: bool = False) -> list[int]:
+    """Return the user pks named by ``recipients``, distinct, in order of first appearance.
+
+    Args:
+        recipients: a user, a user pk (int), an iterable of users or pks, a queryset
+            of users, or a ``Group`` (its members, by pk). With ``usernames=True``,
+            strings name users by username (the HTTP send API).
+    Raises:
+        InvalidParameter: ``recipients`` is of another type, or names too many users.
+        UnknownRecipient: a pk or username matches no user.
+    """
+    User = get_user_model()
+    if isinstance(recipients, Group):
+        return list(recipients.user_set.order_by("pk").values_list("pk", flat=True))
+    if isinstance(recipients, QuerySet):
+        return list(dict.fromkeys(recipients.values_list("pk", flat=True)))
+    if isinstance(recipients, (User, int, str)):
+        recipients = [recipients]
+    elif not isinstance(recipients, Iterable) or isinstance(recipients, (bytes, dict)):
+        raise InvalidParameter("recipients", "must be a user, a user id, an iterable of them, a queryset or a Group")
+    named: list[int | str] = []
+    for item in recipients:
+        if isinstance(item, User):
+            named.append(item.pk)
+        elif isinstance(item, int) and not isinstance(item, bool):
+            named.append(item)
+        elif usernames and isinstance(item, str) and item:
+            named.append(item)
+        else:
+            raise InvalidParameter("recipients", f"{item!r} is not a user or user id")
+    named = list(dict.fromkeys(named))
+    if len(named) > notify_settings.MAX_RECIPIENTS:
+        raise InvalidParameter("recipients", f"at most {notify_settings.MAX_RECIPIENTS} recipients")
+    ids = {pk for pk in named if isinstance(pk, int)}
+    names = {name for name in named if isinstance(name, str)}
+    found_ids = set(User.objects.filter(pk__in=ids).values_list("pk", flat=True)) if ids else set()
+    by_name = dict(User.objects.filter(username__in=names).values_list("username", "pk")) if names else {}
+    result = []
+    for item in named:
+        pk = by_name.get(item) if isinstance(item, str) else (item if item in found_ids else None)
+        if pk is None:
+            raise UnknownRecipient(item)
+        result.append(pk)
+    return list(dict.fromkeys(result))
+
+
+def send(recipients, *, title, body="", kind="message", level="info", url="", data=None,
+         dedupe_key=None, usernames: bool = False) -> tuple[list[Notification], int]:
+    """Store a notification for each recipient and push it after commit.
+
+    Args: see ``notify.api.send``; ``usernames=True`` also accepts usernames.
+    Returns:
+        ``(notifications, created)``: one ``Notification`` per distinct recipient, in
+        order of first appearance (with ``dedupe_key``, the one stored earlier under
+        that key where it exists), and how many of them this call created.
+    Raises:
+        InvalidParameter / UnknownRecipient (both ``ValueError``): nothing stored.
+    """
+    fields = validate(
+        NotificationFields,
+        {"title": title, "body": body, "kind": kind, "level": level, "url": url, "data": data,
+         "dedupe_key": dedupe_key},
+    )
+    user_ids = resolve_recipients(recipients, usernames=usernames)
+    if not user_ids:
+        return [], 0
+    now = timezone.now()
+    with transaction.atomic():
+        lock_streams(user_ids)
+        existing = {}
+        if fields["dedupe_key"] is not None:
+            existing = {
+                n.recipient_id: n
+                for n in Notification.objects.filter(recipient_id__in=user_ids, dedupe_key=fields["dedupe_key"])
+            }
+        new = [Notification(recipient_id=pk, created_at=now, **fields) for pk in user_ids if pk not in existing]
+        created = Notification.objects.bulk_create(new, batch_size=1000)
+        if created:
+            transaction.on_commit(partial(push_entries, created))
+    by_user = {n.recipient_id: n for n in created} | existing
+    return [by_user[pk] for pk in user_ids], len(created)
+
+
+def announce(*, title, body="", level="info", url="", audience=None, expires_at=None,
+             strict: bool = True) -> Announcement:
+    """Store one announcement and push it to its audience after commit.
+
+    Args: see ``notify.api.announce``.
+    Returns:
+        The saved ``Announcement``; its ``id`` is its stream id.
+    Raises:
+        InvalidParameter: naming the bad field; nothing stored.
+    """
+    fields = validate(
+        AnnouncementFields,
+        {"title": title, "body": body, "level": level, "url": url, "expires_at": expires_at},
+        strict=strict,
+    )
+    if audience is not None and not isinstance(audience, Group):
+        raise InvalidParameter("audience", "must be a Group or None")
+    if fields["expires_at"] is not None and fields["expires_at"] <= timezone.now():
+        raise InvalidParameter("expires_at", "must be in the future")
+    announcement = Announcement(audience_group=audience, **fields)
+    with transaction.atomic():
+        save_announcement(announcement)
+    return announcement
+
+
+def save_announcement(announcement: Announcement) -> None:
+    """Save a new announcement under the all-streams lock and push it after commit.
+
+    Must run inside ``transaction.atomic()`` (the admin's change form does).
+    """
+    lock_streams(None)
+    announcement.kind = ANNOUNCEMENT_KIND
+    announcement.save()
+    transaction.on_commit(partial(push_entries, [announcement]))
+
+
+def push_entries(entries: list[Entry]) -> None:
+    """Publish freshly committed entries to every process's hub (in chunks)."""
+    payloads = [entry_payload(entry) for entry in entries]
+    for start in range(0, len(payloads), PUSH_CHUNK):
+        publish({"type": "notify.entries", "entries": payloads[start : start + PUSH_CHUNK]})
+
+
+def mark_read(user, ids: list[int]) -> tuple[list[int], int]:
+    """Mark those of ``ids`` that are in ``user``'s stream read.
+
+    Ids that are not the user's, unknown or already read are ignored (no error).
+    Returns:
+        ``(newly read ids in increasing order, unread count after)``. When any id
+        changed, every open connection of the user gets a ``read`` frame.
+    """
+    with transaction.atomic():
+        newly = sorted(
+            Entry.objects.stream_for(user).with_read(user)
+            .filter(id__in=ids, is_read=False).values_list("id", flat=True)
+        )
+        Receipt.objects.bulk_create([Receipt(user=user, entry_id=pk) for pk in newly], ignore_conflicts=True)
+    unread = unread_count(user)
+    if newly:
+        publish({"type": "notify.read", "user": user.pk, "ids": newly, "unread": unread})
+    return newly, unread
+
+
+def mark_all_read(user) -> tuple[int, int, bool]:
+    """Mark every item of ``user``'s stream up to their cursor read (one write).
+
+    Returns:
+        ``(cursor, unread count after, whether anything changed)``; on a change,
+        every open connection of the user gets ``read`` with ``all: true``.
+    """
+    latest, unread = stream_summary(user)
+    if unread == 0:
+        return latest, 0, False
+    with transaction.atomic():
+        state, _ = StreamState.objects.select_for_update().get_or_create(user=user)
+        if state.read_through < latest:
+            state.read_through = latest
+            state.save(update_fields=["read_through"])
+    unread = unread_count(user)
+    publish({"type": "notify.read", "user": user.pk, "all": True, "cursor": latest, "unread": unread})
+    return latest, unread, True
+
+
+def authenticate_token(raw: str) -> ApiToken | None:
+    """Return the live ``ApiToken`` for a raw token, with its user loaded, or None.
+
+    Revoked tokens, and personal tokens of inactive users, give None.
+    """
+    if not raw or len(raw) > 200:
+        return None
+    token = ApiToken.objects.active().select_related("user").filter(digest=hash_token(raw)).first()
+    if token is None or (token.user_id is not None and not token.user.is_active):
+        return None
+    return token
+
+
+def revoke_token(raw: str) -> ApiToken | None:
+    """Revoke a token or service key by its raw value and close what it opened.
+
+    Returns:
+        The revoked ``ApiToken``, or None when no live token has that value.
+    """
+    token = ApiToken.objects.active().filter(digest=hash_token(raw)).first()
+    if token is None:
+        return None
+    token.revoked_at = timezone.now()
+    token.save(update_fields=["revoked_at"])
+    publish({"type": "notify.revoke", "token": token.pk})
+    return token
+
+
+def parse_expires_at(value: Any) -> datetime | None:
+    """Parse an ISO 8601 ``expires_at`` from JSON or a command line (None passes)."""
+    if value is None or isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise InvalidParameter("expires_at", "must be an ISO 8601 string or null")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidParameter("expires_at", "must be an ISO 8601 date and time") from None
+    if parsed.tzinfo is None:
+        raise InvalidParameter("expires_at", "must have a time zone")
+    return parsed
