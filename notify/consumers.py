@@ -13,7 +13,7 @@ from django.conf import settings
 from . import services
 from .conf import notify_settings
 from .exceptions import InvalidParameter
-from .hub import Push, Subscriber, get_hub
+from .hub import Push, Subscriber, buffered_bytes, get_hub
 from .params import parse_int, query_params
 from .selectors import StreamRead, read_stream
 from .serializers import dumps
@@ -25,7 +25,6 @@ SUBPROTOCOL = "notify.v1"
 CLOSE_INVALID_PARAMETER = 4400
 CLOSE_TOO_LARGE = 4009
 CLOSE_REVOKED = 4401
-CLOSE_TOO_SLOW = 4008
 
 
 def origin_allowed(scope) -> tuple[bool, str | None]:
@@ -187,6 +186,12 @@ class NotificationConsumer(Subscriber, AsyncWebsocketConsumer):
     async def deliver(self, pushes: list[Push]) -> None:
         for push in self.take_new(pushes):
             await self.send_text(push.ws_frame)
+        backlog = buffered_bytes(self.base_send)
+        if backlog is not None and backlog > notify_settings.MAX_SEND_BUFFER_BYTES:
+            # A client that does not read must not grow our memory without bound: drop
+            # it; it resumes from its cursor when it reconnects.
+            logger.warning("notify: closing slow WebSocket of user %s (%d bytes unsent)", self.user_id, backlog)
+            self.base_send.args[0].dropConnection(abort=True)
 
     async def deliver_read(self, event) -> None:
         if event.get("all"):

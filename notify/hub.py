@@ -14,6 +14,7 @@ re-reads its backlog after its cursor (``Subscriber.resync``).
 """
 
 import asyncio
+import functools
 import logging
 import time
 import weakref
@@ -321,6 +322,24 @@ async def _quietly(awaitable) -> None:
         await awaitable
     except Exception:
         pass
+
+
+def buffered_bytes(send) -> int | None:
+    """Return the bytes a connection has queued but not yet written to its socket.
+
+    Args:
+        send: the ASGI ``send`` callable of the connection. Under daphne it is
+            ``functools.partial(server.handle_reply, protocol)``, whose Twisted
+            transport keeps the write buffer.
+    Returns:
+        The byte count, or None where it cannot be known (another server, tests).
+    """
+    protocol = send.args[0] if isinstance(send, functools.partial) and send.args else None
+    transport = getattr(protocol, "transport", None)
+    try:
+        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+    except (AttributeError, TypeError):
+        return None
 
 
 _hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub]" = weakref.WeakKeyDictionary()
