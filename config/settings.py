@@ -136,6 +136,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# WhiteNoise warns at every start while collectstatic has never run; an empty folder
+# is enough (the finders serve the files until then).
+STATIC_ROOT.mkdir(exist_ok=True)
 # Serve app static files straight from the finders when collectstatic has not run,
 # so plain `daphne config.asgi:application` works on a fresh checkout.
 WHITENOISE_USE_FINDERS = True

@@ -2,14 +2,20 @@
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.db import transaction
+from django.db.models import Count
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
 from . import services
 from .exceptions import InvalidParameter
 from .hub import publish
 from .locks import lock_streams
-from .models import Announcement, ApiToken, Notification
+from .models import Announcement, ApiToken, Notification, Receipt, StreamState
 from .validation import AnnouncementFields, NotificationFields, validate
 
 
@@ -69,6 +75,23 @@ class NotificationAdmin(admin.ModelAdmin):
     raw_id_fields = ("recipient",)
     date_hierarchy = "created_at"
 
+    def get_urls(self):
+        return [
+            path("send-test/", self.admin_site.admin_view(self.send_test_view), name="notify_send_test"),
+            *super().get_urls(),
+        ]
+
+    def send_test_view(self, request):
+        """POST: send the signed-in staff user a test notification (a button on the list)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        notifications, _ = services.send(
+            request.user, title="Test notification",
+            body="If you can read this live, notify works for you.", kind="notify.test",
+        )
+        self.message_user(request, f"Sent test notification #{notifications[0].pk} to you.")
+        return HttpResponseRedirect(reverse("admin:notify_notification_changelist"))
+
     def save_model(self, request, obj, form, change):
         """Save; a new notification takes its stream lock and is pushed after commit."""
         if change:
@@ -78,13 +101,78 @@ class NotificationAdmin(admin.ModelAdmin):
         transaction.on_commit(lambda: services.push_entries([obj]))
 
 
+def audience_queryset(group=None, published=None):
+    """Return the users an announcement reaches: active users who joined before
+    ``published`` (default: now), members of ``group`` when one is given."""
+    users = get_user_model().objects.filter(is_active=True, date_joined__lt=published or timezone.now())
+    return users.filter(groups=group) if group is not None else users
+
+
 @admin.register(Announcement)
 class AnnouncementAdmin(admin.ModelAdmin):
     form = AnnouncementForm
-    list_display = ("id", "title", "level", "audience_group", "created_at", "expires_at")
+    list_display = ("id", "title", "level", "audience", "audience_size", "read_by", "created_at", "expires_at")
     list_filter = ("level", "audience_group")
     search_fields = ("title",)
     date_hierarchy = "created_at"
+    readonly_fields = ("audience_summary", "preview")
+    fieldsets = [
+        (None, {"fields": ["title", "body", "level", "url"]}),
+        ("Audience", {"fields": ["audience_group", "expires_at", "audience_summary"]}),
+        ("Preview", {"fields": ["preview"]}),
+    ]
+
+    class Media:
+        js = ["notify/admin_preview.js"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("audience_group").annotate(
+            receipt_count=Count("receipts", distinct=True)
+        )
+
+    @admin.display(description="audience")
+    def audience(self, obj):
+        return obj.audience_group.name if obj.audience_group_id else "everyone"
+
+    @admin.display(description="audience size")
+    def audience_size(self, obj):
+        return audience_queryset(obj.audience_group, obj.created_at).count()
+
+    @admin.display(description="read by")
+    def read_by(self, obj):
+        """Audience members who read it: receipts, plus read-all watermarks past it."""
+        by_watermark = (
+            audience_queryset(obj.audience_group, obj.created_at)
+            .filter(pk__in=StreamState.objects.filter(read_through__gte=obj.pk).values("user"))
+            .exclude(pk__in=Receipt.objects.filter(entry=obj).values("user"))
+            .count()
+        )
+        return obj.receipt_count + by_watermark
+
+    @admin.display(description="audience and size")
+    def audience_summary(self, obj):
+        if obj is not None and obj.pk:
+            return f"{self.audience(obj)}: {self.audience_size(obj)} user(s)"
+        sizes = [("everyone (no group)", audience_queryset().count())] + [
+            (group.name, audience_queryset(group).count()) for group in Group.objects.order_by("name")[:50]
+        ]
+        return format_html_join(
+            "", '<div data-audience-size="{}">{}: {} user(s)</div>',
+            ((size, name, size) for name, size in sizes),
+        )
+
+    @admin.display(description="preview")
+    def preview(self, obj):
+        level = obj.level if obj is not None and obj.pk else "info"
+        title = obj.title if obj is not None and obj.pk else ""
+        body = obj.body if obj is not None and obj.pk else ""
+        return format_html(
+            '<div id="notify-preview" class="notify-preview" data-level="{}" '
+            'style="border-left:4px solid #3b82f6;padding:8px 12px;background:#f8fafc;max-width:420px">'
+            '<strong class="notify-preview-title">{}</strong>'
+            '<div class="notify-preview-body" style="white-space:pre-wrap">{}</div></div>',
+            level, title or "(title)", body,
+        )
 
     def save_model(self, request, obj, form, change):
         """Save; a new announcement is pushed live to its audience after commit."""
