@@ -14,6 +14,7 @@ Environment variables (all optional; the defaults give the embedded setup):
   secure cookies); off by default because TLS usually ends at the proxy.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -85,9 +86,15 @@ DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR
 # than the query); health checks drop ones the server closed.
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DJANGO_CONN_MAX_AGE", default=60))
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Test databases are named per process, so test runs side by side do not drop each
+# other's; a file (not memory) for SQLite, so daphne processes started by the
+# end-to-end tests share it.
+_TEST_SUFFIX = f"{os.getpid()}"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(_SQLITE_OPTIONS)
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test_db.sqlite3")}
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f"test_db_{_TEST_SUFFIX}.sqlite3")}
+else:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{_TEST_SUFFIX}"}
 
 REDIS_URL = env.str("REDIS_URL", default="")
 

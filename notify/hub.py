@@ -22,7 +22,9 @@ from collections import defaultdict
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.db.models import Max
 
 from .conf import notify_settings
 from .serializers import dumps
@@ -37,6 +39,10 @@ SUBSCRIBE_WAIT_SECONDS = 3.0
 GROUP_REFRESH_SECONDS = 3600.0
 # Subscribers re-reading their backlog at once after a layer outage.
 RESYNC_CONCURRENCY = 8
+# How long an entry waits for a missing smaller id before the hub reads it from the
+# database (seconds), and the most entries one such read returns.
+GAP_GRACE_SECONDS = 0.15
+GAP_FILL_LIMIT = 5000
 
 
 class Push:
@@ -157,13 +163,28 @@ class Subscriber:
 
 
 class Hub:
-    """The per-process, per-event-loop registry and channel-layer listener."""
+    """The per-process, per-event-loop registry and channel-layer listener.
+
+    Ordering: every entry is published to every hub, so a hub sees the whole id
+    sequence. It dispatches entries in id order: an entry whose predecessors have not
+    arrived waits up to ``GAP_GRACE_SECONDS``; then the hub reads the missing ids from
+    the database in one query (a push lost by the layer, or one overtaken by a later
+    push from another process) and dispatches what it finds, in order. Ids that are
+    not found belong to rolled-back or still-open transactions; the stream locks (see
+    ``Entry``) guarantee that such an id, should it commit later, is newer than
+    anything already delivered in its own stream, so it is delivered when its push
+    arrives. Without this, a client could receive id 11 before a lost or late 10 and
+    its cursor would then pass 10 for good.
+    """
 
     def __init__(self):
         self.by_user: dict[int, set[Subscriber]] = defaultdict(set)
         self.count = 0
         self._task: asyncio.Task | None = None
         self._ready: asyncio.Event | None = None
+        self.high: int | None = None  # every id up to here is dispatched or resolved
+        self.held: dict[int, Push] = {}  # pushes waiting for a gap below them
+        self._gap_check: asyncio.TimerHandle | None = None
 
     async def subscribe(self, subscriber: Subscriber) -> None:
         """Register ``subscriber`` and wait (at most ``SUBSCRIBE_WAIT_SECONDS``) until
@@ -196,6 +217,12 @@ class Hub:
         if self.count == 0 and self._task is not None:
             self._task.cancel()
             self._task = None
+            # Nobody listens until the next start, which reads the newest id again.
+            self.high = None
+            self.held.clear()
+            if self._gap_check is not None:
+                self._gap_check.cancel()
+                self._gap_check = None
 
     def subscribers(self):
         """Yield every local subscriber (a snapshot, safe against changes)."""
@@ -217,6 +244,11 @@ class Hub:
                     channel = await layer.new_channel("notify.hub")
                     await layer.group_add(HUB_GROUP, channel)
                     self._channel = channel
+                    if self.high is None or failures:
+                        # Start (or restart after an outage, when resync covers the
+                        # rest) from the newest committed id.
+                        self.high = await database_sync_to_async(_latest_id)()
+                        self.held = {pk: p for pk, p in self.held.items() if pk > self.high}
                     self._ready.set()
                     if failures:
                         logger.warning("notify hub: channel layer back, resyncing")
@@ -270,7 +302,7 @@ class Hub:
         """
         kind = message.get("type")
         if kind == "notify.entries":
-            await self._dispatch_entries([Push(data) for data in message["entries"]])
+            await self._order([Push(data) for data in message["entries"]])
         elif kind == "notify.read":
             for subscriber in list(self.by_user.get(message["user"], ())):
                 await _guard(subscriber.deliver_read(message))
@@ -278,6 +310,52 @@ class Hub:
             for subscriber in self.subscribers():
                 if subscriber.token_id == message["token"]:
                     await _guard(subscriber.revoke())
+
+    async def _order(self, pushes: list[Push]) -> None:
+        """Dispatch ``pushes`` in id order, holding those above a gap (see class doc)."""
+        if self.high is None:  # the layer delivered before the start-up read finished
+            self.high = min(p.id for p in pushes) - 1
+        late = [p for p in pushes if p.id <= self.high]
+        if late:
+            # Resolved earlier as missing: its transaction has committed since.
+            await self._dispatch_entries(late)
+        for push in pushes:
+            if push.id > self.high:
+                self.held[push.id] = push
+        await self._drain()
+
+    async def _drain(self) -> None:
+        ready = []
+        while self.high + 1 in self.held:
+            self.high += 1
+            ready.append(self.held.pop(self.high))
+        if ready:
+            await self._dispatch_entries(ready)
+        if self.held and self._gap_check is None:
+            loop = asyncio.get_running_loop()
+            self._gap_check = loop.call_later(
+                GAP_GRACE_SECONDS, lambda: asyncio.ensure_future(self._fill_gap())
+            )
+
+    async def _fill_gap(self) -> None:
+        self._gap_check = None
+        if not self.held:
+            return
+        first_held = min(self.held)
+        try:
+            found = await database_sync_to_async(_entries_between)(self.high, first_held)
+        except Exception:
+            logger.warning("notify hub: could not read missing ids %s..%s", self.high + 1, first_held - 1, exc_info=True)
+            found = []
+        for data in found:
+            self.held.setdefault(data["obj"]["id"], Push(data))
+        # Everything below the first held push is now resolved (found, or absent);
+        # a capped read resolves only up to its last row.
+        self.high = found[-1]["obj"]["id"] if len(found) == GAP_FILL_LIMIT else first_held - 1
+        ready = [self.held.pop(pk) for pk in sorted(pk for pk in self.held if pk <= self.high)]
+        if ready:
+            await self._dispatch_entries(ready)
+        await self._drain()
 
     async def _dispatch_entries(self, pushes: list[Push]) -> None:
         personal: dict[int, list[Push]] = defaultdict(list)
@@ -305,6 +383,19 @@ class Hub:
             subscriber.pending.extend(pushes)
         else:
             await _guard(subscriber.deliver(pushes))
+
+
+def _latest_id() -> int:
+    from .models import Entry
+
+    return Entry.objects.aggregate(latest=Max("id"))["latest"] or 0
+
+
+def _entries_between(low: int, high: int) -> list[dict[str, Any]]:
+    """Return ``entry_payload``s of the committed entries with low < id < high."""
+    from .models import Entry
+
+    return [entry_payload(e) for e in Entry.objects.filter(id__gt=low, id__lt=high).order_by("id")[:GAP_FILL_LIMIT]]
 
 
 async def _guard(awaitable) -> None:
