@@ -40,6 +40,7 @@ REPO = BENCH.parent
 LOADGEN = BENCH / "loadgen"
 RESULTS = BENCH / "results"
 PYTHON = sys.executable
+TRIGGER_TIMEOUT = 300  # s; a trigger request to a saturated server can wait long
 DAPHNE = shutil.which("daphne", path=str(Path(PYTHON).parent)) or shutil.which("daphne") or "daphne"
 
 
@@ -296,7 +297,8 @@ class Target:
                            f"see {RESULTS / (logname or f'{self.name}-server.log')}")
         return self.proc
 
-    def _post(self, path, payload, headers=None, timeout=60):
+    def _post(self, path, payload, headers=None, timeout=None):
+        timeout = timeout or TRIGGER_TIMEOUT
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             body = json.dumps(payload)
@@ -393,6 +395,23 @@ class Notify(Target):
 
     def start(self):
         proc = self._spawn(daphne_cmd(self.port, "config.asgi:application"), env=self.env())
+        if self.mode == "api":
+            # Probe with an invalid body (no title): 400 means the endpoint exists.
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            try:
+                conn.request("POST", "/notify/api/announce/", body="{}",
+                             headers={"Content-Type": "application/json",
+                                      "Authorization": f"Bearer {self.service_key}"})
+                status = conn.getresponse().status
+            except OSError as exc:
+                status = repr(exc)
+            finally:
+                conn.close()
+            if not isinstance(status, int) or status in (401, 403, 404, 405) or status >= 500:
+                self.stop()
+                raise NotReady(f"POST /notify/api/announce/ answered {status}: the service API is not "
+                               "ready; try --layer redis --notify-trigger script")
+        self.script_lock = threading.Lock()
         if self.mode == "script":
             self.script = subprocess.Popen([PYTHON, str(BENCH / "notify_trigger.py")], cwd=str(REPO),
                                            env=self.env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -410,25 +429,47 @@ class Notify(Target):
 
     def trigger(self, seq, count, t):
         if self.mode == "script":
-            self.script.stdin.write(json.dumps({"seq": seq, "count": count, "t": t}) + "\n")
-            self.script.stdin.flush()
-            line = self.script_reader.get(120)
+            with self.script_lock:
+                self.script.stdin.write(json.dumps({"seq": seq, "count": count, "t": t}) + "\n")
+                self.script.stdin.flush()
+                line = self.script_reader.get(TRIGGER_TIMEOUT)
             if not line or not json.loads(line).get("ok"):
                 raise RuntimeError(f"notify trigger failed: {line!r}")
             return
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        if count == 1:
+            self._announce_one(seq, t)
+            return
+        # A burst: every announcement its own request, all in flight at once, each
+        # stamped just before it is sent (one request after another's answer would
+        # measure the request round trip under load, not the fan-out).
+        errors = []
+
+        def one(i):
+            try:
+                self._announce_one(seq + i, time.time() * 1000.0)
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(repr(exc))
+
+        threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(count)]
+        for th in threads:
+            th.start()
+        deadline = time.monotonic() + TRIGGER_TIMEOUT
+        for th in threads:
+            th.join(max(0.0, deadline - time.monotonic()))
+        if errors:
+            raise RuntimeError(f"{len(errors)} of {count} announce requests failed: {errors[0]}")
+
+    def _announce_one(self, seq, stamp):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TRIGGER_TIMEOUT)
         try:
-            for i in range(count):  # keep-alive, one request per announcement, back to back
-                stamp = t if i == 0 else time.time() * 1000.0
-                payload = json.dumps({"title": f"bench {seq + i}",
-                                      "body": json.dumps({"seq": seq + i, "t": stamp})})
-                conn.request("POST", "/notify/api/announce/", body=payload,
-                             headers={"Content-Type": "application/json",
-                                      "Authorization": f"Bearer {self.service_key}"})
-                resp = conn.getresponse()
-                data = resp.read()
-                if resp.status != 201:
-                    raise RuntimeError(f"notify announce: HTTP {resp.status} {data[:200]!r}")
+            payload = json.dumps({"title": f"bench {seq}", "body": json.dumps({"seq": seq, "t": stamp})})
+            conn.request("POST", "/notify/api/announce/", body=payload,
+                         headers={"Content-Type": "application/json",
+                                  "Authorization": f"Bearer {self.service_key}"})
+            resp = conn.getresponse()
+            data = resp.read()
+            if resp.status != 201:
+                raise RuntimeError(f"notify announce: HTTP {resp.status} {data[:200]!r}")
         finally:
             conn.close()
 
@@ -444,6 +485,37 @@ class Notify(Target):
 
 TARGETS = {"baseline": Baseline, "notify": Notify, "echo": Echo}
 PORTS = {"baseline": 0, "notify": 100, "echo": 200}
+
+
+class Firing:
+    """Fires triggers on daemon threads and records how long each call took."""
+
+    def __init__(self, target):
+        self.target, self.threads, self.log = target, [], []
+
+    def __call__(self, seq, count):
+        t = time.time() * 1000.0
+
+        def run():
+            try:
+                self.target.trigger(seq, count, t)
+                self.log.append({"seq": seq, "count": count, "call_ms": round(time.time() * 1000.0 - t, 1)})
+            except Exception as exc:  # noqa: BLE001 - recorded in the results
+                self.log.append({"seq": seq, "count": count, "error": f"{type(exc).__name__}: {exc}"[:300]})
+
+        th = threading.Thread(target=run, daemon=True)
+        th.start()
+        self.threads.append(th)
+
+    def join(self, timeout):
+        deadline = time.monotonic() + timeout
+        for th in self.threads:
+            th.join(max(0.0, deadline - time.monotonic()))
+        pending = sum(th.is_alive() for th in self.threads)
+        out = sorted(self.log, key=lambda x: x["seq"])
+        if pending:
+            out.append({"seq": None, "error": f"{pending} trigger call(s) still running"})
+        return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -483,18 +555,17 @@ def run_one(target, n, args):
         if not conn["ok"]:
             raise RuntimeError(f"no client connected: {conn.get('failures')}")
 
-        # Fan-out: announcements `interval` s apart on a fixed schedule.
+        # Fan-out: announcements `interval` s apart on a fixed schedule. Triggers are
+        # fired from threads, so a saturated server that answers late cannot stretch
+        # the schedule; t (the send timestamp in the frame) is taken before the call.
         fan = list(range(1, args.announcements + 1))
-        triggers = []
+        fire = Firing(target)
         t_start = time.monotonic()
         for i, seq in enumerate(fan):
             delay = t_start + i * args.interval - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            t = time.time() * 1000.0
-            target.trigger(seq, 1, t)
-            triggers.append(round(time.time() * 1000.0 - t, 2))
-        res["fanout_trigger_call_ms"] = triggers
+            fire(seq, 1)
         res["fanout_wait"] = gen.cmd({"cmd": "wait", "seqs": fan, "timeout": args.wait_timeout,
                                       "idle": args.idle_timeout}, "waited", args.wait_timeout + 30)
         log(f"{target.name} N={n}: fan-out {res['fanout_wait']}")
@@ -503,15 +574,17 @@ def run_one(target, n, args):
         # Burst: `burst` announcements back to back.
         burst = list(range(1001, 1001 + args.burst))
         if burst:
-            t = time.time() * 1000.0
-            target.trigger(burst[0], len(burst), t)
-            res["burst_trigger_call_ms"] = round(time.time() * 1000.0 - t, 2)
+            fire(burst[0], len(burst))
             res["burst_wait"] = gen.cmd({"cmd": "wait", "seqs": burst, "timeout": args.wait_timeout,
                                          "idle": args.idle_timeout}, "waited", args.wait_timeout + 30)
             log(f"{target.name} N={n}: burst {res['burst_wait']}")
         cpu3 = cpu_seconds(pid)
         if cpu2 is not None and cpu3 is not None:
             res["server_cpu_burst_s"] = round(cpu3 - cpu2, 2)
+        res["triggers"] = fire.join(30)
+        failed = [x for x in res["triggers"] if "error" in x]
+        if failed:
+            log(f"{target.name} N={n}: {len(failed)} trigger(s) failed: {failed[0]['error']}")
         res["rss_end_kib"] = rss_kib(pid)
         rep = gen.cmd({"cmd": "report", "phases": {"fanout": fan, "burst": burst}}, "report", 120)
         res["report"] = rep
@@ -616,6 +689,7 @@ def main():
         args.wait_timeout, args.settle = 60, 1.0
     args.baseline_layer = args.layer
     raise_nofile()
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
 
     sizes = [int(x) for x in args.clients.split(",") if x.strip()]
     names = [x.strip() for x in args.target.split(",") if x.strip()]
