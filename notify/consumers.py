@@ -147,7 +147,7 @@ class NotificationConsumer(Subscriber, AsyncWebsocketConsumer):
             return await self._send_error("invalid_frame", "binary frames are not supported")
         try:
             frame = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # deep nesting exhausts the decoder's stack
             return await self._send_error("invalid_frame", "not valid JSON")
         kind = frame.get("type") if isinstance(frame, dict) else None
         if kind == "ping":

@@ -160,6 +160,9 @@ def mark_read(user, ids: list[int]) -> tuple[list[int], int]:
         ``(newly read ids in increasing order, unread count after)``. When any id
         changed, every open connection of the user gets a ``read`` frame.
     """
+    # Ids outside the id column's range (64-bit) name no item; the database would
+    # reject them (SQLite: OverflowError, PostgreSQL: bigint out of range).
+    ids = [pk for pk in ids if 0 < pk < 2**63]
     with transaction.atomic():
         newly = sorted(
             Entry.objects.stream_for(user).with_read(user)
