@@ -534,6 +534,7 @@ def run_one(target, n, args):
             raise NotReady(f"{target.name}: warm-up WebSocket handshake got {status!r}")
         time.sleep(1.0)
         res["rss_before_kib"] = rss_kib(pid)
+        res["loadavg_before"] = Path("/proc/loadavg").read_text().split()[:3]
         cpu0 = cpu_seconds(pid)
         lo0 = listen_overflows()
 
@@ -566,6 +567,9 @@ def run_one(target, n, args):
             if delay > 0:
                 time.sleep(delay)
             fire(seq, 1)
+        # The idle clock starts once the server has taken every trigger (a saturated
+        # server may answer a trigger long after it was sent).
+        fire.join(TRIGGER_TIMEOUT)
         res["fanout_wait"] = gen.cmd({"cmd": "wait", "seqs": fan, "timeout": args.wait_timeout,
                                       "idle": args.idle_timeout}, "waited", args.wait_timeout + 30)
         log(f"{target.name} N={n}: fan-out {res['fanout_wait']}")
@@ -575,6 +579,7 @@ def run_one(target, n, args):
         burst = list(range(1001, 1001 + args.burst))
         if burst:
             fire(burst[0], len(burst))
+            fire.join(TRIGGER_TIMEOUT)
             res["burst_wait"] = gen.cmd({"cmd": "wait", "seqs": burst, "timeout": args.wait_timeout,
                                          "idle": args.idle_timeout}, "waited", args.wait_timeout + 30)
             log(f"{target.name} N={n}: burst {res['burst_wait']}")
@@ -663,8 +668,8 @@ def main():
     p.add_argument("--workers", type=int, default=4, help="load-generator worker processes")
     p.add_argument("--concurrency", type=int, default=500, help="handshakes in flight (all workers)")
     p.add_argument("--connect-timeout", type=float, default=180)
-    p.add_argument("--wait-timeout", type=float, default=240, help="max seconds to wait for a phase")
-    p.add_argument("--idle-timeout", type=float, default=20, help="give up a phase after s without frames")
+    p.add_argument("--wait-timeout", type=float, default=300, help="max seconds to wait for a phase")
+    p.add_argument("--idle-timeout", type=float, default=30, help="give up a phase after s without frames")
     p.add_argument("--settle", type=float, default=2.0, help="seconds after connect before RSS is read")
     p.add_argument("--server-cpus", default="0")
     p.add_argument("--gen-cpus", default="1")
