@@ -684,7 +684,11 @@ def main():
                         "in bench/notify_trigger.py (needs --layer redis); auto: api if a key was issued")
     p.add_argument("--pause", type=float, default=3.0, help="seconds between runs (sockets drain)")
     p.add_argument("--out", help="JSON results file (default bench/results/<time>-<scenario>.json)")
+    p.add_argument("--table", metavar="JSON", help="only print the table of an earlier results file")
     args = p.parse_args()
+    if args.table:
+        print(table(json.loads(Path(args.table).read_text())["results"]))
+        return
     if args.quick:
         if "--clients" not in sys.argv:
             args.clients = "200,1000"

@@ -8,8 +8,8 @@
 // back. HTTP POST /announce?seq=S&count=C (or a JSON body {"seq":S,"count":C,"t":T}) sends C
 // notification frames, seqs S..S+C-1, back to back to every open client; each frame is
 // encoded once and carries body = '{"seq":..,"t":<ms since epoch>}' stamped just before
-// its broadcast (the first uses T, the trigger's time, when given), the same shape notify and the baseline send. GET /stats answers the
-// number of open clients.
+// its broadcast (the first uses T, the trigger's time, when given): the same shape
+// notify and the baseline send. GET /stats answers the number of open clients.
 const path = require('path');
 const http = require('http');
 const { performance } = require('perf_hooks');
