@@ -11,6 +11,11 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 
+# Threads of the async ORM (database_sync_to_async) keep connections open for
+# CONN_MAX_AGE; in tests they must close after each call, or PostgreSQL refuses to drop
+# the test database at the end ("being accessed by other users").
+django_settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
