@@ -103,7 +103,10 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # redis-py 8 reads with a 5 s socket timeout by default, as long as
+                # channels-redis' blocking receive (BZPOPMIN, 5 s): every idle receive
+                # then failed and the hub re-subscribed and resynced every 5 s.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
                 # One hub channel per server process receives every push (see
                 # notify/hub.py); give it room for bursts. The database cursor makes a
                 # dropped push harmless, but a deep queue avoids the resync.
