@@ -30,14 +30,6 @@ def need(condition: bool, reason: str):
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
-    """No persistent connections in tests: a connection kept open by an asgiref worker
-    thread (``database_sync_to_async``) would stop the PostgreSQL test database from
-    being dropped at the end of the run, leaving one behind per run."""
-    django_settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
-
-
 @pytest.fixture
 def redis_url():
     """The REDIS_URL of a reachable Redis (skips without one, fails under CI)."""
