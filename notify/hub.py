@@ -42,6 +42,9 @@ RESYNC_CONCURRENCY = 8
 # How long an entry waits for a missing smaller id before the hub reads it from the
 # database (seconds), and the most entries one such read returns.
 GAP_GRACE_SECONDS = 0.15
+# How often the hub closes connections of revoked tokens and deactivated users that no
+# channel-layer message told it about (seconds).
+CREDENTIALS_CHECK_SECONDS = 15.0
 GAP_FILL_LIMIT = 5000
 
 
@@ -272,7 +275,8 @@ class Hub:
             heartbeat.cancel()
 
     async def _heartbeat(self, layer) -> None:
-        refreshed = time.monotonic()
+        refreshed = checked = time.monotonic()
+        wall = time.time()
         while True:
             period = notify_settings.HEARTBEAT_SECONDS
             await asyncio.sleep(max(0.2, min(2.0, period / 4)))
@@ -283,6 +287,28 @@ class Hub:
             if now - refreshed > GROUP_REFRESH_SECONDS and getattr(self, "_channel", None):
                 refreshed = now
                 await _quietly(layer.group_add(HUB_GROUP, self._channel))
+            if now - checked > CREDENTIALS_CHECK_SECONDS:
+                checked, since, wall = now, wall, time.time()
+                try:
+                    await self._check_credentials(since)
+                except Exception:
+                    logger.warning("notify hub: credentials check failed", exc_info=True)
+
+    async def _check_credentials(self, since: float) -> None:
+        """Close connections whose token was revoked since ``since`` (POSIX seconds) or
+        whose user was deactivated.
+
+        ``notify_token --revoke`` also publishes ``notify.revoke``; this check is what
+        closes them when no shared channel layer carried that message (the in-memory
+        layer in another process) or it was lost.
+        """
+        subscribers = list(self.subscribers())
+        token_ids = {s.token_id for s in subscribers if s.token_id is not None}
+        user_ids = {s.user_id for s in subscribers}
+        revoked, inactive = await database_sync_to_async(_lapsed_credentials)(since, token_ids, user_ids)
+        for subscriber in subscribers:
+            if subscriber.token_id in revoked or subscriber.user_id in inactive:
+                await _guard(subscriber.revoke())
 
     async def _resync_all(self) -> None:
         semaphore = asyncio.Semaphore(RESYNC_CONCURRENCY)
@@ -383,6 +409,30 @@ class Hub:
             subscriber.pending.extend(pushes)
         else:
             await _guard(subscriber.deliver(pushes))
+
+
+def _lapsed_credentials(since: float, token_ids: set[int], user_ids: set[int]) -> tuple[set, set]:
+    """Return ``(revoked token pks, inactive user pks)`` among those given; tokens are
+    looked at only if revoked after ``since`` - 60 s (POSIX seconds; slack for clocks)."""
+    from datetime import datetime, timezone
+
+    from django.contrib.auth import get_user_model
+
+    from .models import ApiToken
+
+    revoked_after = datetime.fromtimestamp(since - 60, tz=timezone.utc)
+    revoked = set()
+    if token_ids:
+        revoked = set(
+            ApiToken.objects.filter(revoked_at__gte=revoked_after).values_list("pk", flat=True)
+        ) & token_ids
+    inactive = set()
+    users = get_user_model().objects
+    ordered = sorted(user_ids)
+    for start in range(0, len(ordered), 500):
+        chunk = ordered[start : start + 500]
+        inactive.update(users.filter(pk__in=chunk, is_active=False).values_list("pk", flat=True))
+    return revoked, inactive
 
 
 def _latest_id() -> int:

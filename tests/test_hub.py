@@ -4,6 +4,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.db import transaction
+from django.utils import timezone
 
 from notify import services
 from notify.consumers import NotificationConsumer
@@ -97,3 +98,38 @@ async def test_one_message_per_send_reaches_every_connection_of_the_process(make
     for communicator in communicators:
         await communicator.disconnect()
     assert hub.count == 0
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_revocation_that_no_layer_message_announced_still_closes_the_socket(user, channel_layer, monkeypatch):
+    from notify import hub as hub_module
+    from notify.models import ApiToken
+
+    monkeypatch.setattr(hub_module, "CREDENTIALS_CHECK_SECONDS", 0.1)
+    raw = await database_sync_to_async(ApiToken.objects.issue)(user=user)
+    token = await database_sync_to_async(ApiToken.objects.get)(hint=raw[:10])
+    app = NotificationConsumer.as_asgi()
+
+    async def with_token(scope, receive, send):
+        return await app({**scope, "user": user, "notify_auth": "token", "notify_token": token}, receive, send)
+
+    communicator = WebsocketCommunicator(with_token, "/ws/notify/")
+    assert (await communicator.connect())[0]
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "hello"
+    # Revoked in the database only (as notify_token --revoke in another process with the
+    # in-memory layer): no notify.revoke message reaches this process.
+    await database_sync_to_async(ApiToken.objects.filter(pk=token.pk).update)(revoked_at=timezone.now())
+    output = await communicator.receive_output(timeout=5)
+    assert output == {"type": "websocket.close", "code": 4401}
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_deactivated_user_is_disconnected(user, channel_layer, monkeypatch):
+    from notify import hub as hub_module
+
+    monkeypatch.setattr(hub_module, "CREDENTIALS_CHECK_SECONDS", 0.1)
+    communicator = await connect(user)
+    user.is_active = False
+    await database_sync_to_async(user.save)()
+    output = await communicator.receive_output(timeout=5)
+    assert output == {"type": "websocket.close", "code": 4401}
