@@ -5,7 +5,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -251,9 +251,9 @@ async def test_a_rolled_back_transaction_stores_and_pushes_nothing(user, channel
             raise RuntimeError("rollback")
 
     with pytest.raises(RuntimeError):
-        await sync_to_async(send_then_fail)()
+        await database_sync_to_async(send_then_fail)()
     assert await communicator.receive_nothing(timeout=0.3)
-    assert await sync_to_async(Entry.objects.count)() == 0
+    assert await database_sync_to_async(Entry.objects.count)() == 0
     await communicator.disconnect()
 
 
@@ -271,8 +271,8 @@ async def test_the_push_waits_for_the_surrounding_commit(user, channel_layer):
         finally:
             connection.close()
 
-    task = asyncio.ensure_future(sync_to_async(send_and_hold, thread_sensitive=False)())
-    assert await sync_to_async(sent.wait, thread_sensitive=False)(10)
+    task = asyncio.ensure_future(database_sync_to_async(send_and_hold, thread_sensitive=False)())
+    assert await database_sync_to_async(sent.wait, thread_sensitive=False)(10)
     assert await communicator.receive_nothing(timeout=0.3), "pushed before commit"
     commit.set()
     await task
@@ -292,8 +292,8 @@ async def test_a_push_reaches_only_its_recipient(user, other_user, channel_layer
 
 
 async def test_an_announcement_is_pushed_after_commit_to_its_audience(user, other_user, channel_layer):
-    group = await sync_to_async(Group.objects.create)(name="beta")
-    await sync_to_async(group.user_set.add)(user)
+    group = await database_sync_to_async(Group.objects.create)(name="beta")
+    await database_sync_to_async(group.user_set.add)(user)
     member = await open_socket(user)
     outsider = await open_socket(other_user)
 
@@ -303,10 +303,10 @@ async def test_an_announcement_is_pushed_after_commit_to_its_audience(user, othe
             raise RuntimeError("rollback")
 
     with pytest.raises(RuntimeError):
-        await sync_to_async(announce_then_fail)()
+        await database_sync_to_async(announce_then_fail)()
     assert await member.receive_nothing(timeout=0.3)
 
-    announcement = await sync_to_async(announce)(title="Beta is open", audience=group)
+    announcement = await database_sync_to_async(announce)(title="Beta is open", audience=group)
     frame = await member.receive_json_from(timeout=2)
     assert frame["notification"]["id"] == announcement.pk
     assert frame["notification"]["kind"] == "announcement"

@@ -6,7 +6,7 @@ command runs it as a separate process to show the real exit code.
 """
 
 import pytest
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import Group
 from django.core.management import execute_from_command_line
@@ -111,11 +111,11 @@ def test_notify_send_as_a_separate_process(manage, user):
 
 
 async def test_notify_send_pushes_live(user, channel_layer):
-    token = await sync_to_async(ApiToken.objects.issue)(user=user)
+    token = await database_sync_to_async(ApiToken.objects.issue)(user=user)
     communicator = WebsocketCommunicator(application, "/ws/notify/", headers=[(b"authorization", f"Bearer {token}".encode())])
     assert (await communicator.connect(timeout=3))[0]
     assert (await communicator.receive_json_from(timeout=3))["type"] == "hello"
-    await sync_to_async(execute_from_command_line)(["manage.py", "notify_send", "--to", "alice", "--title", "Live"])
+    await database_sync_to_async(execute_from_command_line)(["manage.py", "notify_send", "--to", "alice", "--title", "Live"])
     frame = await communicator.receive_json_from(timeout=3)
     assert frame["notification"]["title"] == "Live"
     await communicator.disconnect()
@@ -258,10 +258,10 @@ def test_notify_token_as_a_separate_process(manage, user):
 
 
 async def test_revoking_with_the_command_closes_the_connections_the_token_opened(user, channel_layer):
-    raw = await sync_to_async(ApiToken.objects.issue)(user=user)
+    raw = await database_sync_to_async(ApiToken.objects.issue)(user=user)
     communicator = WebsocketCommunicator(application, "/ws/notify/", headers=[(b"authorization", f"Bearer {raw}".encode())])
     assert (await communicator.connect(timeout=3))[0]
     assert (await communicator.receive_json_from(timeout=3))["type"] == "hello"
-    await sync_to_async(execute_from_command_line)(["manage.py", "notify_token", "--revoke", raw])
+    await database_sync_to_async(execute_from_command_line)(["manage.py", "notify_token", "--revoke", raw])
     message = await communicator.receive_output(timeout=3)
     assert message["type"] == "websocket.close"

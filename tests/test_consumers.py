@@ -6,7 +6,6 @@ import logging
 import re
 
 import pytest
-from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import Group
@@ -14,7 +13,7 @@ from django.test import Client
 
 from config.asgi import application
 from notify import services
-from notify.api import announce, asend, send
+from notify.api import announce, asend
 from notify.models import ApiToken, Entry
 from notify.selectors import unread_count
 
@@ -82,7 +81,7 @@ async def expect_close(communicator, code):
 
 
 async def sync(fn, *args, **kwargs):
-    return await sync_to_async(fn)(*args, **kwargs)
+    return await database_sync_to_async(fn)(*args, **kwargs)
 
 
 # Authentication: session cookie and Origin

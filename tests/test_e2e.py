@@ -11,7 +11,7 @@ import re
 
 import pytest
 import requests
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -124,7 +124,7 @@ async def test_a_notification_and_an_announcement_posted_in_the_admin_reach_the_
              "dedupe_key": ""},
         )
         frame = await receive(ws)
-        stored = await sync_to_async(Notification.objects.get)()
+        stored = await database_sync_to_async(Notification.objects.get)()
         assert set(frame) == {"type", "notification"} and frame["type"] == "notification"
         item = frame["notification"]
         assert set(item) == NOTIFICATION_KEYS
@@ -142,7 +142,7 @@ async def test_a_notification_and_an_announcement_posted_in_the_admin_reach_the_
              "audience_group": "", "expires_at_0": "", "expires_at_1": ""},
         )
         frame = await receive(ws)
-        announcement = await sync_to_async(Announcement.objects.get)()
+        announcement = await database_sync_to_async(Announcement.objects.get)()
         item = frame["notification"]
         assert set(item) == NOTIFICATION_KEYS and CREATED_AT.fullmatch(item["created_at"])
         assert item == {
@@ -156,15 +156,15 @@ async def test_a_notification_and_an_announcement_posted_in_the_admin_reach_the_
 
 async def test_resume_with_since_gets_exactly_the_missed_items_in_order_once(daphne_factory, alice):
     server = daphne_factory()
-    token = await sync_to_async(ApiToken.objects.issue)(user=alice)
-    [before] = await sync_to_async(send)(alice, title="before")
+    token = await database_sync_to_async(ApiToken.objects.issue)(user=alice)
+    [before] = await database_sync_to_async(send)(alice, title="before")
     async with connect(f"{server.ws_url}/ws/notify/", additional_headers=bearer(token)) as ws:
         cursor = (await hello(ws))["cursor"]
     assert cursor == before.pk
 
     sent = []
     for i in range(5):
-        sent += await sync_to_async(send)(alice, title=f"missed {i}")
+        sent += await database_sync_to_async(send)(alice, title=f"missed {i}")
 
     async with connect(f"{server.ws_url}/ws/notify/?since={cursor}", additional_headers=bearer(token)) as ws:
         greeting = await hello(ws)
@@ -187,7 +187,7 @@ async def test_resume_with_since_gets_exactly_the_missed_items_in_order_once(dap
 async def test_refused_handshakes_get_http_403(daphne_factory, alice, service_key):
     server = daphne_factory()
     browser = await asyncio.to_thread(browser_login, server, "/accounts/login/", "alice")
-    token = await sync_to_async(ApiToken.objects.issue)(user=alice)
+    token = await database_sync_to_async(ApiToken.objects.issue)(user=alice)
     refused = [
         {"additional_headers": {"Cookie": cookie_header(browser)}, "origin": "https://evil.example"},
         {"additional_headers": {"Cookie": cookie_header(browser)}},
@@ -216,9 +216,9 @@ async def test_refused_handshakes_get_http_403(daphne_factory, alice, service_ke
 async def test_two_daphne_processes_sharing_redis_get_a_send_from_a_third_process(
     daphne_factory, manage, redis_url, make_user
 ):
-    alice, bob = await sync_to_async(make_user)("alice"), await sync_to_async(make_user)("bob")
-    alice_token = await sync_to_async(ApiToken.objects.issue)(user=alice)
-    bob_token = await sync_to_async(ApiToken.objects.issue)(user=bob)
+    alice, bob = await database_sync_to_async(make_user)("alice"), await database_sync_to_async(make_user)("bob")
+    alice_token = await database_sync_to_async(ApiToken.objects.issue)(user=alice)
+    bob_token = await database_sync_to_async(ApiToken.objects.issue)(user=bob)
     first, second = daphne_factory(redis_url=redis_url), daphne_factory(redis_url=redis_url)
     async with (
         connect(f"{first.ws_url}/ws/notify/", additional_headers=bearer(alice_token)) as alice_first,

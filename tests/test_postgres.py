@@ -14,7 +14,7 @@ import threading
 import time
 
 import pytest
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.db import connection, transaction
 
@@ -129,15 +129,15 @@ async def test_a_later_send_waits_for_an_open_one_and_no_client_skips_a_row(user
 
     # Transaction 1 inserts "first" (its id is allocated) and stays open.
     first = Held(lambda: send(user, title="first")[0])
-    first_task = asyncio.ensure_future(sync_to_async(first.body, thread_sensitive=False)())
-    assert await sync_to_async(first.ready.wait, thread_sensitive=False)(10)
+    first_task = asyncio.ensure_future(database_sync_to_async(first.body, thread_sensitive=False)())
+    assert await database_sync_to_async(first.ready.wait, thread_sensitive=False)(10)
     assert first.error is None, first.error
 
     # Transaction 2 sends to the same user: it must wait for the stream lock.
     second_task = asyncio.ensure_future(
-        sync_to_async(lambda: _closing(lambda: send(user, title="second")[0]), thread_sensitive=False)()
+        database_sync_to_async(lambda: _closing(lambda: send(user, title="second")[0]), thread_sensitive=False)()
     )
-    assert await sync_to_async(wait_for_waiters)(), "the later send did not wait for the stream lock"
+    assert await database_sync_to_async(wait_for_waiters)(), "the later send did not wait for the stream lock"
     assert not second_task.done()
 
     # A client reading now sees neither row (nothing committed) and its cursor stays 0.
