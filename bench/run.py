@@ -357,7 +357,7 @@ class Notify(Target):
     ws_path = "/ws/notify/"
 
     def env(self):
-        env = dict(os.environ, DJANGO_SETTINGS_MODULE="config.settings", DJANGO_DEBUG="0",
+        env = dict(os.environ, DJANGO_SETTINGS_MODULE="bench.settings", DJANGO_DEBUG="0",
                    PYTHONPATH=str(REPO))
         env.setdefault("NOTIFY_LOG_LEVEL", "WARNING")
         env["DATABASE_URL"] = self.args.notify_database_url
@@ -657,8 +657,10 @@ def table(results):
 
 def main():
     p = argparse.ArgumentParser(description="notify benchmark runner (see docs/performance.md)")
-    p.add_argument("--scenario", default="fanout", choices=["fanout"],
-                   help="fanout: N WebSocket clients, announcements and a burst (the only one so far)")
+    p.add_argument("--scenario", default="fanout", choices=["fanout", "polls", "sendapi", "resume", "redis2"],
+                   help="fanout: N WebSocket clients, announcements and a burst, per target; polls: held "
+                        "long-polls released by one send; sendapi: service send API throughput; resume: "
+                        "reconnect behind a backlog; redis2: two notify processes over Redis (bench/scenarios.py)")
     p.add_argument("--clients", default="1000,5000,10000", help="comma-separated N values")
     p.add_argument("--target", default="baseline,notify,echo", help="comma-separated: baseline, notify, echo")
     p.add_argument("--quick", action="store_true", help="smoke run: N=200,1000, 3 announcements, burst 10")
@@ -670,6 +672,8 @@ def main():
     p.add_argument("--connect-timeout", type=float, default=180)
     p.add_argument("--wait-timeout", type=float, default=300, help="max seconds to wait for a phase")
     p.add_argument("--idle-timeout", type=float, default=30, help="give up a phase after s without frames")
+    p.add_argument("--trigger-timeout", type=float, default=TRIGGER_TIMEOUT,
+                   help="max seconds a trigger request (or the wait for all of them) may take")
     p.add_argument("--settle", type=float, default=2.0, help="seconds after connect before RSS is read")
     p.add_argument("--server-cpus", default="0")
     p.add_argument("--gen-cpus", default="1")
@@ -678,10 +682,28 @@ def main():
                    help="channel layer for notify (REDIS_URL) and the baseline")
     p.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"))
     p.add_argument("--notify-database-url",
-                   default=os.environ.get("BENCH_DATABASE_URL", f"sqlite:///{RESULTS / 'notify-bench.sqlite3'}"))
+                   default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/notify_bench"),
+                   help="notify's DATABASE_URL (default PostgreSQL notify_bench; sqlite:///path works too)")
     p.add_argument("--notify-trigger", default="auto", choices=["auto", "api", "script"],
                    help="api: POST /notify/api/announce/ with a service key; script: notify.api.announce "
                         "in bench/notify_trigger.py (needs --layer redis); auto: api if a key was issued")
+    g = p.add_argument_group("polls")
+    g.add_argument("--polls", type=int, default=10000, help="long-polls held at once")
+    g.add_argument("--poll-users", type=int, default=1, help="users the polls are spread over (round robin)")
+    g.add_argument("--poll-batch", type=int, default=500, help="polls opened per ramp-up step")
+    g.add_argument("--poll-timeout", type=int, default=55, help="the polls' timeout= (at most 55)")
+    g = p.add_argument_group("sendapi")
+    g.add_argument("--send-recipients", type=int, default=1000, help="recipients per send request")
+    g.add_argument("--send-users", type=int, default=1000, help="users the requests cycle over")
+    g.add_argument("--send-connected", type=int, default=1000, help="of those, connected over WebSocket")
+    g.add_argument("--send-concurrency", type=int, default=4, help="requests in flight")
+    g.add_argument("--send-requests", type=int, default=40, help="requests in all")
+    g = p.add_argument_group("resume")
+    g.add_argument("--backlog", type=int, default=500, help="items behind the client's since")
+    g.add_argument("--resume-rounds", type=int, default=5)
+    g = p.add_argument_group("redis2")
+    g.add_argument("--redis2-clients", type=int, default=5000, help="clients per process")
+    g.add_argument("--redis2-url", default="redis://127.0.0.1:6379/5", help="REDIS_URL of both processes")
     p.add_argument("--pause", type=float, default=3.0, help="seconds between runs (sockets drain)")
     p.add_argument("--out", help="JSON results file (default bench/results/<time>-<scenario>.json)")
     p.add_argument("--table", metavar="JSON", help="only print the table of an earlier results file")
@@ -697,6 +719,7 @@ def main():
         args.announcements, args.interval, args.burst = 3, 0.5, 10
         args.wait_timeout, args.settle = 60, 1.0
     args.baseline_layer = args.layer
+    globals()["TRIGGER_TIMEOUT"] = args.trigger_timeout
     raise_nofile()
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
 
@@ -720,6 +743,22 @@ def main():
     RESULTS.mkdir(parents=True, exist_ok=True)
     started = time.strftime("%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else RESULTS / f"{started}-{args.scenario}.json"
+    if args.scenario != "fanout":
+        import scenarios
+
+        meta = {"started": started, "scenario": args.scenario, "argv": sys.argv, "machine": machine_info(),
+                "loadavg_before": Path("/proc/loadavg").read_text().split()[:3]}
+        res, tab = scenarios.SCENARIOS[args.scenario](args, sys.modules[__name__])
+        meta["args"] = {k: v for k, v in vars(args).items()}
+        meta["loadavg_after"] = Path("/proc/loadavg").read_text().split()[:3]
+        out.write_text(json.dumps({"meta": meta, "result": res}, indent=1))
+        m = meta["machine"]
+        print(f"\n{args.scenario}: notify on cpu {args.server_cpus}, clients on cpu {args.gen_cpus}; "
+              f"{m['cpus']} x {m['cpu_model']}, Linux {m['kernel']}, Python {m['python']}; "
+              f"database {args.notify_database_url.split('@')[-1]}; load {meta['loadavg_before']}\n")
+        print(tab)
+        print(f"\nraw results: {out}")
+        return
     targets, skipped = {}, {}
     for name in names:
         t = TARGETS[name](args, args.port_base + PORTS[name])
