@@ -371,8 +371,9 @@ class Notify(Target):
         if not (REPO / "config" / "asgi.py").exists():
             raise NotReady("config/asgi.py does not exist yet")
         RESULTS.mkdir(parents=True, exist_ok=True)
-        self.tokens = RESULTS / "notify-tokens.txt"
-        self.key_file = RESULTS / "notify-service-key.txt"
+        tag = "notify" if self.args.scenario == "fanout" else f"notify-{self.args.scenario}"
+        self.tokens = RESULTS / f"{tag}-tokens.txt"
+        self.key_file = RESULTS / f"{tag}-service-key.txt"
         log(f"notify: provisioning {max_clients} users and tokens ({self.args.notify_database_url})")
         r = subprocess.run([PYTHON, str(BENCH / "notify_provision.py"), "--users", str(max_clients),
                             "--tokens-out", str(self.tokens), "--service-key-out", str(self.key_file)],

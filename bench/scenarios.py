@@ -86,6 +86,19 @@ def send(port, key, recipients, title, body="", timeout=120):
     return data["ids"], took
 
 
+def wait_hellos(R, gen, want, limit=60.0):
+    """Wait (bounded) until ``want`` clients got their ``hello`` frame: a client that
+    connects without ``since`` is owed only the items after the hello's cursor, so an
+    item sent between the handshake and the hello is rightly not pushed to it."""
+    deadline, hello = time.monotonic() + limit, 0
+    while time.monotonic() < deadline:
+        hello = gen.cmd({"cmd": "report", "phases": {}}, "report", 60).get("hello", 0)
+        if hello >= want:
+            break
+        time.sleep(0.5)
+    return hello
+
+
 def notify_target(args, R, users, port_offset=300, name="notify"):
     t = R.Notify(args, args.port_base + port_offset)
     t.prepare(users)
@@ -240,7 +253,8 @@ def run_sendapi(args, R):
             gen = R.Generator(t.ws_url, connected, min(args.workers, 2), tok, args.concurrency,
                               args.connect_timeout, args.gen_cpus)
             res["connect"] = gen.expect("connected", args.connect_timeout + 30)
-            R.log(f"sendapi: {res['connect']['ok']} recipients connected")
+            res["hellos"] = wait_hellos(R, gen, res["connect"]["ok"])
+            R.log(f"sendapi: {res['connect']['ok']} recipients connected, {res['hellos']} hellos")
         # Request k addresses users [k*per, (k+1)*per) modulo `users`; its body carries
         # seq 5000+k so the generator counts the pushes of every request.
         seqs = [5000 + k for k in range(reqs)]
@@ -302,6 +316,7 @@ def run_sendapi(args, R):
             res["pushed_per_s"] = ph["deliveries_per_s"]
             res["push_duplicates"] = ph["duplicates"]
             res["push_out_of_order"] = ph["out_of_order"]
+            res["frames"] = {k: rep.get(k) for k in ("frames", "typeCounts", "closeCodes", "errors", "open")}
         res["ok"] = True
     except Exception as exc:  # noqa: BLE001
         res["error"] = f"{type(exc).__name__}: {exc}"
@@ -443,6 +458,8 @@ def run_redis2(args, R):
         rss0 = {k: R.rss_kib(p) for k, p in pids.items()}
         for name, g in gens.items():
             res["processes"][name] = {"connect": g.expect("connected", args.connect_timeout + 30)}
+        for name, g in gens.items():
+            res["processes"][name]["hellos"] = wait_hellos(R, g, res["processes"][name]["connect"]["ok"])
         time.sleep(args.settle)
         for name, p in pids.items():
             pr = res["processes"][name]
