@@ -256,7 +256,7 @@ class PollConsumer(_StreamConsumer):
         self.unread = event["unread"]
 
     async def revoke(self) -> None:
-        await self.send_error(401, "not_authenticated", "The token was revoked.")
+        await self.send_error(401, "not_authenticated", "The token was revoked or the user deactivated.")
 
     async def resync(self) -> None:
         if self.finished or self.pending is not None:
