@@ -111,8 +111,10 @@ if REDIS_URL:
                 # notify/hub.py); give it room for bursts. The database cursor makes a
                 # dropped push harmless, but a deep queue avoids the resync.
                 "channel_capacity": {"notify.hub.*": 10_000},
-                # Daphne's websocket_timeout is 86400 s; groups must outlive it.
-                "group_expiry": 86400,
+                # Only hubs join groups, and each re-joins every 60 s
+                # (notify.hub.GROUP_REFRESH_SECONDS): a process that died without
+                # leaving drops out of the group after 5 minutes instead of a day.
+                "group_expiry": 300,
             },
         }
     }

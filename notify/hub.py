@@ -35,8 +35,9 @@ HUB_GROUP = "notify.hub"
 # How long a new subscriber waits for the hub's layer subscription before it goes on
 # from the database alone (CONTRACT §8: handshakes succeed while the layer is down).
 SUBSCRIBE_WAIT_SECONDS = 3.0
-# Re-join the hub group this often, well inside channels-redis' group_expiry.
-GROUP_REFRESH_SECONDS = 3600.0
+# Re-join the hub group this often (seconds), well inside channels-redis' group_expiry
+# (300 s in config/settings.py).
+GROUP_REFRESH_SECONDS = 60.0
 # Subscribers re-reading their backlog at once after a layer outage.
 RESYNC_CONCURRENCY = 8
 # How long an entry waits for a missing smaller id before the hub reads it from the
