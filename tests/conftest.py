@@ -30,6 +30,22 @@ def need(condition: bool, reason: str):
     pytest.skip(reason)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _close_stray_connections(django_db_setup, django_db_blocker):
+    """At the end of the run, end the test database's other sessions (a thread of the
+    async ORM, a daphne child) so that PostgreSQL can drop it."""
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
 @pytest.fixture
 def redis_url():
     """The REDIS_URL of a reachable Redis (skips without one, fails under CI)."""
