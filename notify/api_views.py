@@ -21,10 +21,9 @@ from django_ratelimit.core import get_usage
 from . import services
 from .conf import notify_settings
 from .exceptions import InvalidParameter
-from .models import ApiToken, Entry
+from .models import ApiToken
 from .params import parse_int
-from .selectors import unread_count
-from .serializers import to_wire
+from .selectors import inbox_page, unread_count
 
 logger = logging.getLogger(__name__)
 
@@ -202,17 +201,6 @@ def _flag(name: str, value: str | None) -> bool:
     raise InvalidParameter(name, "must be 1 or 0")
 
 
-def list_notifications(user, *, before: int | None, limit: int, unread: bool) -> list[dict[str, Any]]:
-    """Return up to ``limit`` notification objects of ``user``'s stream, newest first,
-    with id < ``before`` when given, unread ones only when ``unread``."""
-    rows = Entry.objects.stream_for(user).with_read(user)
-    if unread:
-        rows = rows.filter(is_read=False)
-    if before is not None:
-        rows = rows.filter(id__lt=before)
-    return [to_wire(row, read=row.is_read) for row in rows.order_by("-id")[:limit]]
-
-
 @api_view("GET")
 def notifications(request, token):
     """``GET notifications/?unread=1&before=<id>&limit=<n>``: the user's items, newest
@@ -226,7 +214,7 @@ def notifications(request, token):
     before = parse_int("before", params.get("before"), default=None, minimum=1)
     limit = parse_int("limit", params.get("limit"), default=notify_settings.INBOX_LIMIT, minimum=1,
                       maximum=notify_settings.INBOX_MAX_LIMIT)
-    items = list_notifications(request.user, before=before, limit=limit, unread=unread)
+    items = inbox_page(request.user, before=before, limit=limit, unread=unread)
     next_before = items[-1]["id"] if len(items) == limit else None
     return JsonResponse({"notifications": items, "next_before": next_before})
 

@@ -105,6 +105,17 @@ def read_stream(user, *, cursor: int | None, limit: int, groups: bool = False) -
     return result
 
 
+def inbox_page(user, *, before: int | None, limit: int, unread: bool) -> list[dict[str, Any]]:
+    """Return up to ``limit`` notification objects of ``user``'s stream, newest first,
+    with id < ``before`` when given, unread ones only when ``unread``."""
+    rows = Entry.objects.stream_for(user).with_read(user)
+    if unread:
+        rows = rows.filter(is_read=False)
+    if before is not None:
+        rows = rows.filter(id__lt=before)
+    return [to_wire(row, read=row.is_read) for row in rows.order_by("-id")[:limit]]
+
+
 def unread_count(user) -> int:
     """Return the number of unread items in ``user``'s stream."""
     return Entry.objects.unread_for(user).count()
