@@ -546,6 +546,15 @@ def run_one(target, n, args):
         conn = gen.expect("connected", args.connect_timeout + 30)
         res["connect"] = conn
         res["listen_overflows"] = (listen_overflows() or 0) - (lo0 or 0)
+        # Every client must have its hello before the first announcement: notify owes a
+        # client that connects without since only the items after its hello's cursor.
+        t_h, deadline = time.monotonic(), time.monotonic() + args.hello_timeout
+        while time.monotonic() < deadline:
+            res["hellos"] = gen.cmd({"cmd": "report", "phases": {}}, "report", 60).get("hello", 0)
+            if res["hellos"] >= conn["ok"]:
+                break
+            time.sleep(0.5)
+        res["hello_wait_s"] = round(time.monotonic() - t_h, 2)
         time.sleep(args.settle)
         res["rss_after_kib"] = rss_kib(pid)
         if conn["ok"]:
@@ -676,6 +685,8 @@ def main():
     p.add_argument("--trigger-timeout", type=float, default=TRIGGER_TIMEOUT,
                    help="max seconds a trigger request (or the wait for all of them) may take")
     p.add_argument("--settle", type=float, default=2.0, help="seconds after connect before RSS is read")
+    p.add_argument("--hello-timeout", type=float, default=60,
+                   help="max seconds to wait, after connect, for every client's hello frame")
     p.add_argument("--server-cpus", default="0")
     p.add_argument("--gen-cpus", default="1")
     p.add_argument("--port-base", type=int, default=8100)
