@@ -82,8 +82,8 @@ _SQLITE_OPTIONS = {
     "timeout": 20,
 }
 DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
-# Keep server connections open between queries (a reconnect per query costs more
-# than the query); health checks drop ones the server closed.
+# Keep server connections open between queries (a reconnect costs more than our
+# queries); health checks drop ones the server closed.
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DJANGO_CONN_MAX_AGE", default=60))
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # Test databases are named per process, so test runs side by side do not drop each

@@ -45,7 +45,7 @@ class TokenOrSessionMiddleware:
         if raw is None:
             scope = dict(scope, notify_auth="session", notify_token=None)
             return await self.session_stack(scope, receive, send)
-        token = await database_sync_to_async(authenticate_token)(raw)
+        token = await database_sync_to_async(authenticate_token, thread_sensitive=False)(raw)
         user = token.user if token is not None and not token.is_service else AnonymousUser()
         scope = dict(scope, notify_auth="token", notify_token=token, user=user)
         return await self.inner(scope, receive, send)

@@ -13,9 +13,9 @@ from django.conf import settings
 from . import services
 from .conf import notify_settings
 from .exceptions import InvalidParameter
-from .hub import Push, Subscriber, buffered_bytes, get_hub
+from .hub import Push, SocketWriter, Subscriber, buffered_bytes, get_hub
 from .params import parse_int, query_params
-from .selectors import StreamRead, read_stream
+from .selectors import StreamRead, aread_stream
 from .serializers import dumps
 
 logger = logging.getLogger("notify")
@@ -76,6 +76,7 @@ class NotificationConsumer(Subscriber, AsyncWebsocketConsumer):
         Subscriber.__init__(self)
         self.user = None
         self.subscribed = False
+        self.writer = None
 
     # Handshake
 
@@ -95,6 +96,7 @@ class NotificationConsumer(Subscriber, AsyncWebsocketConsumer):
         self.token_id = token.pk if token is not None else None
         subprotocols = self.scope.get("subprotocols") or []
         await self.accept(SUBPROTOCOL if SUBPROTOCOL in subprotocols else None)
+        self.writer = SocketWriter.for_send(self.base_send)
         try:
             since = parse_int("since", query_params(self.scope).get("since"), default=None)
         except InvalidParameter as exc:
@@ -102,7 +104,7 @@ class NotificationConsumer(Subscriber, AsyncWebsocketConsumer):
             return await self.close(CLOSE_INVALID_PARAMETER)
         await get_hub().subscribe(self)
         self.subscribed = True
-        stream = await database_sync_to_async(read_stream)(
+        stream = await aread_stream(
             user, cursor=since, limit=notify_settings.BACKLOG_LIMIT, groups=True
         )
         self.group_ids = stream.group_ids
@@ -184,8 +186,11 @@ class NotificationConsumer(Subscriber, AsyncWebsocketConsumer):
     # Subscriber: called by the hub
 
     async def deliver(self, pushes: list[Push]) -> None:
+        writer = self.writer
         for push in self.take_new(pushes):
-            await self.send_text(push.ws_frame)
+            if writer is None or not writer.write(push.ws_wire):
+                await self.send_text(push.ws_frame)
+        self.last_sent = time.monotonic()
         backlog = buffered_bytes(self.base_send)
         if backlog is not None and backlog > notify_settings.MAX_SEND_BUFFER_BYTES:
             # A client that does not read must not grow our memory without bound: drop
@@ -208,7 +213,7 @@ class NotificationConsumer(Subscriber, AsyncWebsocketConsumer):
 
     async def resync(self) -> None:
         self.pending = []
-        stream = await database_sync_to_async(read_stream)(
+        stream = await aread_stream(
             self.user, cursor=self.cursor, limit=notify_settings.BACKLOG_LIMIT
         )
         await self._send_backlog(stream)

@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 from typing import Any
 
+from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 from django.db import connections
 from django.db.models import Count, Max, Q
@@ -114,6 +115,12 @@ def inbox_page(user, *, before: int | None, limit: int, unread: bool) -> list[di
     if before is not None:
         rows = rows.filter(id__lt=before)
     return [to_wire(row, read=row.is_read) for row in rows.order_by("-id")[:limit]]
+
+
+# Handshakes, polls and streams read through this: read-only, so it may run on any
+# thread of the default executor (thread_sensitive=False). Concurrent handshakes then
+# overlap their database round trips instead of queueing on asgiref's one sync thread.
+aread_stream = database_sync_to_async(read_stream, thread_sensitive=False)
 
 
 def unread_count(user) -> int:

@@ -25,7 +25,7 @@ from .conf import notify_settings
 from .exceptions import InvalidParameter
 from .hub import Push, Subscriber, get_hub
 from .params import parse_int, query_params
-from .selectors import StreamRead, read_stream, stream_after
+from .selectors import StreamRead, aread_stream, stream_after
 from .serializers import dumps
 
 logger = logging.getLogger(__name__)
@@ -215,12 +215,12 @@ class PollConsumer(_StreamConsumer):
         except InvalidParameter as exc:
             return await self.send_error(400, exc.code, str(exc))
         if since is None:
-            stream = await database_sync_to_async(read_stream)(self.user, cursor=None, limit=0)
+            stream = await aread_stream(self.user, cursor=None, limit=0)
             return await self.answer(stream.latest, stream.unread, [])
         # Waiting is likely: register first, so nothing sent during the read is missed.
         if timeout:
             await self.subscribe()
-        stream = await database_sync_to_async(read_stream)(self.user, cursor=since, limit=self.limit, groups=True)
+        stream = await aread_stream(self.user, cursor=since, limit=self.limit, groups=True)
         self.unread = stream.unread
         if stream.items or not timeout:
             cursor = stream.items[-1]["id"] if stream.items else since
@@ -294,7 +294,7 @@ class EventStreamConsumer(_StreamConsumer):
         if last_event_id is not None:
             since = last_event_id
         await self.subscribe()
-        stream = await database_sync_to_async(read_stream)(
+        stream = await aread_stream(
             self.user, cursor=since, limit=notify_settings.BACKLOG_LIMIT, groups=True
         )
         self.group_ids = stream.group_ids
@@ -355,7 +355,7 @@ class EventStreamConsumer(_StreamConsumer):
         if self.finished or self.pending is not None:
             return
         self.pending = []
-        stream = await database_sync_to_async(read_stream)(
+        stream = await aread_stream(
             self.user, cursor=self.cursor, limit=notify_settings.BACKLOG_LIMIT
         )
         await self.send_text(self._backlog(stream))

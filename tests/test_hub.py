@@ -133,3 +133,16 @@ async def test_a_deactivated_user_is_disconnected(user, channel_layer, monkeypat
     await database_sync_to_async(user.save)()
     output = await communicator.receive_output(timeout=5)
     assert output == {"type": "websocket.close", "code": 4401}
+
+
+@pytest.mark.parametrize("size,header", [
+    (5, b"\x81\x05"),
+    (300, b"\x81\x7e\x01\x2c"),
+    (70_000, b"\x81\x7f\x00\x00\x00\x00\x00\x01\x11\x70"),
+])
+def test_text_frames_follow_rfc_6455_length_encoding(size, header):
+    from notify.hub import text_frame
+
+    frame = text_frame(b"x" * size)
+    assert frame[: len(header)] == header
+    assert len(frame) == len(header) + size
