@@ -59,7 +59,7 @@ class Push:
             "expires": POSIX seconds or None}``.
     """
 
-    __slots__ = ("id", "obj", "recipient", "group", "created", "expires", "_ws", "_wire", "_sse")
+    __slots__ = ("id", "obj", "recipient", "group", "created", "expires", "_json", "_ws", "_wire", "_sse")
 
     def __init__(self, data: dict[str, Any]):
         self.obj = data["obj"]
@@ -68,15 +68,23 @@ class Push:
         self.group = data.get("group")
         self.created = data.get("created", 0.0)
         self.expires = data.get("expires")
+        self._json = None
         self._ws = None
         self._wire = None
         self._sse = None
 
     @property
+    def json(self) -> str:
+        """The notification object as compact JSON text, encoded once."""
+        if self._json is None:
+            self._json = dumps(self.obj)
+        return self._json
+
+    @property
     def ws_frame(self) -> str:
         """The WebSocket ``notification`` frame as JSON text, encoded once."""
         if self._ws is None:
-            self._ws = dumps({"type": "notification", "notification": self.obj})
+            self._ws = f'{{"type":"notification","notification":{self.json}}}'
         return self._ws
 
     @property
@@ -92,7 +100,7 @@ class Push:
         """The SSE ``notification`` event (HTML SSE spec: id/event/data lines and a
         blank line), encoded once."""
         if self._sse is None:
-            self._sse = f"id: {self.id}\nevent: notification\ndata: {dumps(self.obj)}\n\n"
+            self._sse = f"id: {self.id}\nevent: notification\ndata: {self.json}\n\n"
         return self._sse
 
     def visible_to(self, subscriber: "Subscriber", now: float) -> bool:

@@ -249,8 +249,11 @@ class PollConsumer(_StreamConsumer):
             return
         fresh = self.take_new(pushes)[: self.limit]
         if fresh:
-            items = [push.obj for push in fresh]
-            await self.answer(items[-1]["id"], self.unread + len(items), items)
+            # Thousands of polls may be released by one push: splice the objects'
+            # JSON, encoded once per process, instead of encoding per poll.
+            items = ",".join(push.json for push in fresh)
+            body = f'{{"cursor":{fresh[-1].id},"unread":{self.unread + len(fresh)},"notifications":[{items}]}}'
+            await self.finish(200, body.encode(), JSON_HEADERS)
 
     async def deliver_read(self, event) -> None:
         self.unread = event["unread"]
