@@ -5,7 +5,9 @@ import logging
 import time
 from urllib.parse import urlparse
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.security.websocket import OriginValidator
 from django.conf import settings
@@ -48,7 +50,24 @@ def origin_allowed(scope) -> tuple[bool, str | None]:
         return False, origin
 
 
-class NotificationConsumer(Subscriber, AsyncWebsocketConsumer):
+class DirectDispatch:
+    """Consumer mixin: dispatch without Channels' per-message ``close_old_connections``.
+
+    Channels 4.2+ awaits ``aclose_old_connections()`` (a hop to the one thread-sensitive
+    sync thread) before every handler: per handshake, per client frame, per finished
+    long-poll. With thousands of connections those hops queue behind each other. Every
+    handler here reaches the database only through ``database_sync_to_async``, which
+    closes stale connections itself, so the sweep is redundant.
+    """
+
+    async def dispatch(self, message):
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+
+class NotificationConsumer(DirectDispatch, Subscriber, AsyncWebsocketConsumer):
     """Push a user's stream over ``/ws/notify/?since=<id>``.
 
     Handshake: refused (HTTP 403, never opened) without valid credentials, with a
@@ -130,6 +149,11 @@ class NotificationConsumer(Subscriber, AsyncWebsocketConsumer):
             if item["id"] > self.cursor:
                 self.cursor = item["id"]
                 await self.send_text(dumps({"type": "notification", "notification": item}))
+
+    async def websocket_disconnect(self, message):
+        # No groups of its own to leave, and no connection sweep (see DirectDispatch).
+        await self.disconnect(message.get("code"))
+        raise StopConsumer()
 
     async def disconnect(self, code):
         if self.subscribed:

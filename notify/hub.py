@@ -44,6 +44,9 @@ RESYNC_CONCURRENCY = 8
 # How long an entry waits for a missing smaller id before the hub reads it from the
 # database (seconds), and the most entries one such read returns.
 GAP_GRACE_SECONDS = 0.15
+# The fan-out loop yields to the event loop after this many connections, so that
+# one broadcast to 10,000 connections does not hold the loop for its whole length.
+YIELD_EVERY = 1000
 # How often the hub closes connections of revoked tokens and deactivated users that no
 # channel-layer message told it about (seconds).
 CREDENTIALS_CHECK_SECONDS = 15.0
@@ -410,12 +413,19 @@ class Hub:
                 broadcast.append(push)
             else:
                 personal[push.recipient].append(push)
+        handed = 0
         for user_id, own in personal.items():
             for subscriber in list(self.by_user.get(user_id, ())):
                 await self._hand(subscriber, own)
+                handed += 1
+                if handed % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
         if broadcast:
             now = time.time()
-            for subscriber in self.subscribers():
+            for count, subscriber in enumerate(self.subscribers(), 1):
+                if count % YIELD_EVERY == 0:
+                    # Let the event loop flush sockets and serve requests meanwhile.
+                    await asyncio.sleep(0)
                 if subscriber.pending is not None:
                     subscriber.pending.extend(broadcast)
                     continue

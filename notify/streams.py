@@ -22,6 +22,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 
 from .conf import notify_settings
+from .consumers import DirectDispatch
 from .exceptions import InvalidParameter
 from .hub import Push, Subscriber, get_hub
 from .params import parse_int, query_params
@@ -58,7 +59,7 @@ def sse_event(event: str, data: dict[str, Any], *, event_id: int | None = None,
     return f"{head}event: {event}\ndata: {dumps(data)}\n\n"
 
 
-class _StreamConsumer(Subscriber, AsyncHttpConsumer):
+class _StreamConsumer(DirectDispatch, Subscriber, AsyncHttpConsumer):
     """What long-poll and SSE share: auth checks, JSON errors, hub registration, and a
     request that outlives ``handle()``.
 
@@ -76,15 +77,22 @@ class _StreamConsumer(Subscriber, AsyncHttpConsumer):
         self.user = None
         self.subscribed = False
         self.finished = False
-        self._done: asyncio.Event | None = None
+        self._wake = None  # ends the consumer once the response is complete
 
     async def __call__(self, scope, receive, send):
-        self._done = asyncio.Event()
-        done = self._done
+        queue = getattr(receive, "__self__", None)
+        if isinstance(queue, asyncio.Queue) and getattr(receive, "__name__", "") == "get":
+            # daphne (and Channels' test communicators) hand us ``Queue.get``: wake the
+            # dispatch loop by queueing ``notify.done`` behind what is already there.
+            self._wake = lambda: queue.put_nowait({"type": "notify.done"})
+            return await super().__call__(scope, receive, send)
+
+        done = asyncio.Event()
+        self._wake = done.set
 
         async def receive_until_done():
-            # Wake the dispatch loop with ``notify.done`` once the response is
-            # complete, so the consumer ends without waiting for the server.
+            # Another server: wait for its next message or for the response to be
+            # complete, whichever comes first.
             if done.is_set():
                 return {"type": "notify.done"}
             incoming = asyncio.ensure_future(receive())
@@ -152,8 +160,8 @@ class _StreamConsumer(Subscriber, AsyncHttpConsumer):
         self.cleanup()
         self.last_sent = time.monotonic()
         await self.send_response(status, body, headers=headers)
-        if self._done is not None:
-            self._done.set()
+        if self._wake is not None:
+            self._wake()
 
     async def check_request(self) -> bool:
         """Answer 405/401/403 when the request may not use the stream; return whether
@@ -351,8 +359,8 @@ class EventStreamConsumer(_StreamConsumer):
             await self.send_body(b"")
             self.finished = True
             await self._teardown()
-            if self._done is not None:
-                self._done.set()
+            if self._wake is not None:
+                self._wake()
 
     async def resync(self) -> None:
         if self.finished or self.pending is not None:
