@@ -24,7 +24,7 @@ from channels.generic.http import AsyncHttpConsumer
 from .conf import notify_settings
 from .consumers import DirectDispatch
 from .exceptions import InvalidParameter
-from .hub import Push, Subscriber, get_hub
+from .hub import Push, Subscriber, buffered_bytes, get_hub
 from .params import parse_int, query_params
 from .selectors import StreamRead, aread_stream, stream_after
 from .serializers import dumps
@@ -343,6 +343,12 @@ class EventStreamConsumer(_StreamConsumer):
 
     async def deliver(self, pushes: list[Push]) -> None:
         await self.send_text("".join(push.sse_event for push in self.take_new(pushes)))
+        backlog = buffered_bytes(self.base_send)
+        if backlog is not None and backlog > notify_settings.MAX_SEND_BUFFER_BYTES:
+            # A reader that does not keep up must not grow our memory without bound:
+            # drop it; EventSource reconnects with Last-Event-ID and resumes.
+            logger.warning("notify: closing slow SSE stream of user %s (%d bytes unsent)", self.user_id, backlog)
+            self.base_send.args[0].transport.abortConnection()
 
     async def deliver_read(self, event) -> None:
         if event.get("all"):
