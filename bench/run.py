@@ -64,14 +64,20 @@ def child_setup():
 # /proc readers
 
 
-def rss_kib(pid):
+def proc_status(pid, field):
+    """Return the first number of ``field`` in /proc/PID/status (e.g. ``VmRSS`` in KiB,
+    ``Threads``), or None when the process or the field is gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1])
     except OSError:
         return None
     return None
+
+
+def rss_kib(pid):
+    return proc_status(pid, "VmRSS")
 
 
 def cpu_seconds(pid):

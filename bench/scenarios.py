@@ -33,14 +33,8 @@ def pin_self(cpus):
         pass
 
 
-def threads_of(pid):
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("Threads:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
+def threads_of(R, pid):
+    return R.proc_status(pid, "Threads")
 
 
 def pct(values, p):
@@ -134,7 +128,7 @@ async def _polls(args, R, t, tokens, res):
     ids, _ = send(port, t.service_key, ["bench0"], "polls prime")
     since = ids[0]
     res["since"] = since
-    res["idle"] = {"rss_kib": R.rss_kib(pid), "threads": threads_of(pid)}
+    res["idle"] = {"rss_kib": R.rss_kib(pid), "threads": threads_of(R, pid)}
     connector = aiohttp.TCPConnector(limit=0, force_close=True)
     timeout = aiohttp.ClientTimeout(total=args.poll_timeout + 60)
     done_at, statuses, got = {}, {}, {}
@@ -179,7 +173,7 @@ async def _polls(args, R, t, tokens, res):
         res["answered_before_send"] = early
         if early:
             res["early_statuses"] = sorted({str(v) for v in statuses.values()})
-        res["held"] = {"rss_kib": R.rss_kib(pid), "threads": threads_of(pid)}
+        res["held"] = {"rss_kib": R.rss_kib(pid), "threads": threads_of(R, pid)}
         if res["held"]["rss_kib"] and res["idle"]["rss_kib"]:
             res["rss_per_poll_kib"] = round((res["held"]["rss_kib"] - res["idle"]["rss_kib"]) / max(1, n - early), 2)
         R.log(f"polls: {n - early} held after {res['open_and_settle_s']} s ({early} answered early), "
@@ -198,7 +192,7 @@ async def _polls(args, R, t, tokens, res):
         res["released_ok"] = len(ok)
         res["not_released"] = n - early - len(ok)
         res["release_ms"] = lat_summary(rel)
-        res["after"] = {"rss_kib": R.rss_kib(pid), "threads": threads_of(pid)}
+        res["after"] = {"rss_kib": R.rss_kib(pid), "threads": threads_of(R, pid)}
 
 
 def run_polls(args, R):

@@ -220,13 +220,18 @@ export class NotifyClient {
     this.#running = false;
     if (this.#unlisten) this.#unlisten();
     this.#unlisten = null;
+    this.#goOffline();
+    return this;
+  }
+
+  /** Drop every link and timer and report "offline" (stop() and the browser going offline). */
+  #goOffline() {
     this.#clearTimers();
     this.#drop(this.#probe);
     this.#drop(this.#link);
     this.#probe = null;
     this.#link = null;
     this.#setStatus("offline", null);
-    return this;
   }
 
   /**
@@ -610,12 +615,7 @@ export class NotifyClient {
     if (typeof window === "undefined" || typeof window.addEventListener !== "function") return;
     const onOffline = () => {
       if (!this.#running) return;
-      this.#clearTimers();
-      this.#drop(this.#probe);
-      this.#drop(this.#link);
-      this.#probe = null;
-      this.#link = null;
-      this.#setStatus("offline", null);
+      this.#goOffline();
       this.#retryTimer = setTimeout(() => this.#connect(), BACKOFF_CAP_MS);
     };
     const wake = (online) => {
