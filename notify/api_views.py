@@ -16,7 +16,6 @@ from django.contrib.auth.models import Group
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
-from django_ratelimit.core import get_usage
 
 from . import services
 from .conf import notify_settings
@@ -102,20 +101,10 @@ def _authenticate(request: HttpRequest, service: bool) -> ApiToken | None:
     return None
 
 
-def _rate_limit(request: HttpRequest, token: ApiToken) -> None:
-    """Count a request of a service key; raise 429 past ``SERVICE_RATE_LIMIT``.
-
-    A cache failure lets the request through (logged): the limit protects the
-    service, it must not take it down.
-    """
-    try:
-        usage = get_usage(request, group="notify.service", key=lambda group, req: str(token.pk),
-                          rate=notify_settings.SERVICE_RATE_LIMIT, increment=True)
-    except Exception:
-        logger.warning("notify: rate limit cache unavailable; request allowed", exc_info=True)
-        return
-    if usage is not None and usage["should_limit"]:
-        retry_after = max(1, int(usage["time_left"]))
+def _rate_limit(group: str, key: str, rate: str) -> None:
+    """Raise 429 ``rate_limited`` with ``Retry-After`` when ``key`` is over ``rate``."""
+    retry_after = services.rate_limit_wait(group, key, rate)
+    if retry_after is not None:
         raise ApiError(429, "rate_limited", f"Too many requests; retry in {retry_after} s.",
                        {"Retry-After": str(retry_after)})
 
@@ -173,7 +162,7 @@ def api_view(method: str, *, service: bool = False) -> Callable:
                                    {"Allow": method})
                 token = _authenticate(request, service)
                 if service:
-                    _rate_limit(request, token)
+                    _rate_limit("notify.service", str(token.pk), notify_settings.SERVICE_RATE_LIMIT)
                 response = view(request, token, *args, **kwargs)
             except ApiError as exc:
                 return error_response(exc.status, exc.code, exc.message, exc.headers)
@@ -234,6 +223,7 @@ def mark_read(request, token):
     """
     body = _json_body(request)
     _only(body, {"ids", "all"})
+    _rate_limit("notify.client", str(request.user.pk), notify_settings.CLIENT_RATE_LIMIT)
     if "all" in body:
         if body["all"] is not True:
             raise InvalidParameter("all", "must be true")

@@ -37,6 +37,8 @@ DEFAULTS: dict[str, Any] = {
     "SSE_RETRY_MS": 3000,
     # Requests a service key may make to send/ and announce/ (django-ratelimit rate).
     "SERVICE_RATE_LIMIT": "600/m",
+    # Mark-read requests (WebSocket read/read_all frames and POST read/) per user.
+    "CLIENT_RATE_LIMIT": "300/m",
     # Bytes a connection may have queued unsent before it is closed as too slow (it
     # resumes later with its cursor).
     "MAX_SEND_BUFFER_BYTES": 1024 * 1024,

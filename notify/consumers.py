@@ -186,14 +186,17 @@ class NotificationConsumer(DirectDispatch, Subscriber, AsyncWebsocketConsumer):
                 return await self._send_error(
                     "invalid_frame", f"read: at most {notify_settings.MAX_READ_IDS} ids"
                 )
-            await database_sync_to_async(services.mark_read)(self.user, ids)
-            return
+            return await self._mark_read(ids)
         if kind == "read_all":
-            await database_sync_to_async(services.mark_all_read)(self.user)
-            return
+            return await self._mark_read(None)
         if not isinstance(frame, dict) or not isinstance(kind, str):
             return await self._send_error("invalid_frame", "a frame is a JSON object with a string type")
         await self._send_error("invalid_frame", f"unknown type {kind[:40]!r}")
+
+    async def _mark_read(self, ids: list[int] | None) -> None:
+        wait = await database_sync_to_async(services.client_mark_read)(self.user, ids)
+        if wait is not None:
+            await self._send_error("rate_limited", f"Too many read requests; retry in {wait} s.")
 
     # Sending
 

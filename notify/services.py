@@ -11,6 +11,7 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
+from django_ratelimit.core import get_usage
 
 from .conf import notify_settings
 from .exceptions import InvalidParameter, UnknownRecipient
@@ -193,6 +194,43 @@ def mark_all_read(user) -> tuple[int, int, bool]:
     unread = unread_count(user)
     publish({"type": "notify.read", "user": user.pk, "all": True, "cursor": latest, "unread": unread})
     return latest, unread, True
+
+
+def rate_limit_wait(group: str, key: str, rate: str) -> int | None:
+    """Count one request of ``key`` in ``group`` against ``rate`` (django-ratelimit's
+    fixed window in Django's cache, e.g. ``"600/m"``).
+
+    Returns:
+        Whole seconds to wait (at least 1) when over the rate, else None. A cache
+        failure lets the request through (logged): the limit protects the service,
+        it must not take it down.
+    """
+    try:
+        usage = get_usage(None, group=group, key=lambda _group, _request: key, rate=rate, increment=True)
+    except Exception:
+        logger.warning("notify: rate limit cache unavailable; request allowed", exc_info=True)
+        return None
+    if usage is not None and usage["should_limit"]:
+        return max(1, int(usage["time_left"]))
+    return None
+
+
+def client_mark_read(user, ids: list[int] | None) -> int | None:
+    """Mark ``ids`` read (or everything, for ``None``) for a client, within
+    ``CLIENT_RATE_LIMIT`` per user.
+
+    Returns:
+        None when done; whole seconds to wait when the user is over the rate (nothing
+        was marked).
+    """
+    wait = rate_limit_wait("notify.client", str(user.pk), notify_settings.CLIENT_RATE_LIMIT)
+    if wait is not None:
+        return wait
+    if ids is None:
+        mark_all_read(user)
+    else:
+        mark_read(user, ids)
+    return None
 
 
 def authenticate_token(raw: str) -> ApiToken | None:
