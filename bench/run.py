@@ -576,16 +576,9 @@ def run_one(target, n, args):
         # fired from threads, so a saturated server that answers late cannot stretch
         # the schedule; t (the send timestamp in the frame) is taken before the call.
         fan = list(range(1, args.announcements + 1))
-        fire = Firing(target)
-        t_start = time.monotonic()
-        for i, seq in enumerate(fan):
-            delay = t_start + i * args.interval - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            fire(seq, 1)
         # The idle clock starts once the server has taken every trigger (a saturated
         # server may answer a trigger long after it was sent).
-        fire.join(TRIGGER_TIMEOUT)
+        fire = fire_on_schedule(target, fan, args.interval)
         res["fanout_wait"] = gen.cmd({"cmd": "wait", "seqs": fan, "timeout": args.wait_timeout,
                                       "idle": args.idle_timeout}, "waited", args.wait_timeout + 30)
         log(f"{target.name} N={n}: fan-out {res['fanout_wait']}")
@@ -669,6 +662,22 @@ def table(results):
             + f" | {ratio} |"
         )
     return "\n".join(rows)
+
+
+def fire_on_schedule(target, seqs, interval):
+    """Trigger one announcement per seq, ``interval`` seconds apart on a fixed schedule
+    (from threads, so a server that answers late cannot stretch it), then wait (at most
+    TRIGGER_TIMEOUT) until the server has taken every trigger. Returns the ``Firing``,
+    for the burst that follows."""
+    fire = Firing(target)
+    t_start = time.monotonic()
+    for i, seq in enumerate(seqs):
+        delay = t_start + i * interval - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        fire(seq, 1)
+    fire.join(TRIGGER_TIMEOUT)
+    return fire
 
 
 def main():

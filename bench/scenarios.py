@@ -460,14 +460,7 @@ def run_redis2(args, R):
             pr["rss_per_conn_kib"] = round((R.rss_kib(p) - rss0[name]) / max(1, pr["connect"]["ok"]), 2)
             R.log(f"redis2 {name}: {pr['connect']['ok']} connected in {pr['connect']['connect_all_ms']} ms")
         fan = list(range(1, args.announcements + 1))
-        fire = R.Firing(a)
-        t_start = time.monotonic()
-        for i, seq in enumerate(fan):
-            delay = t_start + i * args.interval - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            fire(seq, 1)
-        fire.join(R.TRIGGER_TIMEOUT)
+        fire = R.fire_on_schedule(a, fan, args.interval)
         for name, g in gens.items():
             res["processes"][name]["fanout_wait"] = g.cmd(
                 {"cmd": "wait", "seqs": fan, "timeout": args.wait_timeout, "idle": args.idle_timeout},
