@@ -42,6 +42,11 @@ DEFAULTS: dict[str, Any] = {
     # Bytes a connection may have queued unsent before it is closed as too slow (it
     # resumes later with its cursor).
     "MAX_SEND_BUFFER_BYTES": 1024 * 1024,
+    # Seconds between two checks of the newest committed id by each process's hub, which
+    # then delivers what no push announced (writes from other processes on the
+    # in-memory layer, pushes lost by Redis). None: 1 s on the in-memory layer, 3 s on
+    # a shared one; 0: off.
+    "DB_TAIL_SECONDS": None,
 }
 
 

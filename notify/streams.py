@@ -17,7 +17,6 @@ import logging
 import time
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 
@@ -26,7 +25,7 @@ from .consumers import DirectDispatch
 from .exceptions import InvalidParameter
 from .hub import Push, Subscriber, buffered_bytes, get_hub
 from .params import parse_int, query_params
-from .selectors import StreamRead, aread_stream, stream_after
+from .selectors import StreamRead, aread_stream
 from .serializers import dumps
 
 logger = logging.getLogger(__name__)
@@ -78,6 +77,7 @@ class _StreamConsumer(DirectDispatch, Subscriber, AsyncHttpConsumer):
         self.subscribed = False
         self.finished = False
         self._wake = None  # ends the consumer once the response is complete
+        self.headers_sent = False  # SSE: the 200 and its headers are out
 
     async def __call__(self, scope, receive, send):
         queue = getattr(receive, "__self__", None)
@@ -269,16 +269,6 @@ class PollConsumer(_StreamConsumer):
     async def revoke(self) -> None:
         await self.send_error(401, "not_authenticated", "The token was revoked or the user deactivated.")
 
-    async def resync(self) -> None:
-        if self.finished or self.pending is not None:
-            return
-        self.pending = []
-        items, _ = await database_sync_to_async(stream_after)(self.user, cursor=self.cursor, limit=self.limit)
-        if items and not self.finished:
-            self.pending = None
-            return await self.answer(items[-1]["id"], self.unread + sum(not i["read"] for i in items), items)
-        await self.flush_pending()
-
 
 class EventStreamConsumer(_StreamConsumer):
     """``GET /notify/stream/?since=<id>`` as ``text/event-stream`` (CONTRACT §4b).
@@ -310,7 +300,10 @@ class EventStreamConsumer(_StreamConsumer):
         )
         self.group_ids = stream.group_ids
         self.cursor = stream.latest if since is None else since
+        if self.finished:  # revoked while the backlog was read
+            return
         await self.send_headers(status=200, headers=SSE_HEADERS)
+        self.headers_sent = True
         hello = {"cursor": stream.latest, "unread": stream.unread, "heartbeat": notify_settings.HEARTBEAT_SECONDS}
         text = sse_event("hello", hello, event_id=self.cursor, retry_ms=notify_settings.SSE_RETRY_MS)
         await self.send_text(text + self._backlog(stream))
@@ -361,19 +354,11 @@ class EventStreamConsumer(_StreamConsumer):
         await self.send_text(": ping\n\n")
 
     async def revoke(self) -> None:
+        if not self.headers_sent:
+            return await self.send_error(401, "not_authenticated", "The token was revoked or the user deactivated.")
         if not self.finished:
             await self.send_body(b"")
             self.finished = True
             await self._teardown()
             if self._wake is not None:
                 self._wake()
-
-    async def resync(self) -> None:
-        if self.finished or self.pending is not None:
-            return
-        self.pending = []
-        stream = await aread_stream(
-            self.user, cursor=self.cursor, limit=notify_settings.BACKLOG_LIMIT
-        )
-        await self.send_text(self._backlog(stream))
-        await self.flush_pending()
