@@ -7,16 +7,13 @@ answers ``404 not_found`` as JSON.
 
 from django.urls import path, re_path
 
-from . import api_views, views
+from . import views
+from .http import api, errors
 
 app_name = "notify"
 
 urlpatterns = [
     path("", views.inbox_page, name="inbox"),
-    path("notify/api/notifications/", api_views.notifications, name="api-notifications"),
-    path("notify/api/notifications/unread-count/", api_views.unread, name="api-unread-count"),
-    path("notify/api/notifications/read/", api_views.mark_read, name="api-read"),
-    path("notify/api/send/", api_views.send, name="api-send"),
-    path("notify/api/announce/", api_views.announce, name="api-announce"),
-    re_path(r"^notify(?:/.*)?$", api_views.not_found),
+    path("notify/api/", api.urls()),
+    re_path(r"^notify(?:/.*)?$", errors.not_found),
 ]
