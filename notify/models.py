@@ -26,7 +26,7 @@ class EntryQuerySet(models.QuerySet):
         now = now or timezone.now()
         announcement = (
             Q(recipient__isnull=True, created_at__gt=user.date_joined)
-            & (Q(audience_group__isnull=True) | Q(audience_group__in=Group.objects.filter(user=user.pk)))
+            & (Q(audience_group__isnull=True) | Q(audience_group__in=user.groups.all()))
             & (Q(expires_at__isnull=True) | Q(expires_at__gt=now))
         )
         return self.filter(Q(recipient=user.pk) | announcement)
