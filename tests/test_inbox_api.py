@@ -1,4 +1,4 @@
-"""Inbox HTTP API under ``/notify/api/notifications/`` (CONTRACT §5), and JSON errors under /notify/."""
+"""Inbox HTTP API under ``/notify/api/notifications/`` (docs/protocol.md §5), and JSON errors under /notify/."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""``manage.py notify_send``: store a notification for users and push it (CONTRACT §7)."""
+"""``manage.py notify_send``: store a notification for users and push it (docs/protocol.md §7)."""
 
 from django.core.management.base import BaseCommand, CommandError
 

@@ -1,4 +1,4 @@
-"""``manage.py notify_token``: issue or revoke API tokens and service keys (CONTRACT §7)."""
+"""``manage.py notify_token``: issue or revoke API tokens and service keys (docs/protocol.md §7)."""
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError

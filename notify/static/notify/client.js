@@ -10,7 +10,7 @@
  *   // The server names every URL: render {% notify_client_config %} (template tags
  *   // `notify_tags`) in the page, or pass the `urls` option.
  *   const client = new NotifyClient({
- *     onNotification(notification) {},   // each new item, once, oldest first (CONTRACT §1)
+ *     onNotification(notification) {},   // each new item, once, oldest first (docs/protocol.md §1)
  *     onRead({ ids, all, cursor, unread }) {},  // items changed to read (here or elsewhere)
  *     onReset(cursor) {},                 // too much was missed: reload the list, then
  *                                         // the stream continues after `cursor`
