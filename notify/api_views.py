@@ -1,6 +1,6 @@
-"""The inbox HTTP API and the service API under ``/notify/api/`` (CONTRACT §5).
+"""The inbox HTTP API and the service API under ``/notify/api/`` (docs/protocol.md §5).
 
-Every answer is JSON, errors included (CONTRACT §2). Authentication: a Bearer token
+Every answer is JSON, errors included (docs/protocol.md §2). Authentication: a Bearer token
 when an ``Authorization`` header is present (judged by it alone, no CSRF), else the
 session (CSRF-checked on POST). Personal tokens and sessions use the inbox endpoints;
 service keys use ``send/`` and ``announce/`` only, rate-limited per key.
@@ -31,7 +31,7 @@ ANNOUNCE_FIELDS = {"title", "body", "level", "url", "group", "expires_at"}
 
 
 class ApiError(Exception):
-    """An error answer of CONTRACT §2: HTTP ``status``, ``code`` and ``message``."""
+    """An error answer of docs/protocol.md §2: HTTP ``status``, ``code`` and ``message``."""
 
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
@@ -147,7 +147,7 @@ def _only(body: dict[str, Any], known: set[str]) -> None:
 
 def api_view(method: str, *, service: bool = False) -> Callable:
     """Decorate a view of this API: method check (405), authentication, CSRF for
-    sessions, rate limit for services, and every error as CONTRACT §2 JSON.
+    sessions, rate limit for services, and every error as docs/protocol.md §2 JSON.
 
     The view is called as ``view(request, token)``.
     """
