@@ -1,4 +1,4 @@
-"""CONTRACT §8: with the channel layer (Redis) down, handshakes, polls and sends still
+"""docs/protocol.md §8: with the channel layer (Redis) down, handshakes, polls and sends still
 succeed from the database, and items sent meanwhile reach connected clients once the
 layer is back."""
 

@@ -1,4 +1,4 @@
-"""The inbox HTTP API and the service API (CONTRACT §5) on django-ninja, with its
+"""The inbox HTTP API and the service API (docs/protocol.md §5) on django-ninja, with its
 OpenAPI 3 document at ``api/openapi.json``.
 
 Every answer is JSON, errors included (``notify.http.errors``). Authentication: a Bearer
@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from django.contrib.auth.models import Group
 from django.http import Http404, HttpRequest, HttpResponseBase
+from django.urls import reverse
 from django.middleware.csrf import CsrfViewMiddleware
 from ninja import Field, NinjaAPI, Query, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -180,7 +181,7 @@ Level = Literal["info", "success", "warning", "error"]
 
 
 class Notification(Schema):
-    """The notification object (CONTRACT §1)."""
+    """The notification object (docs/protocol.md §1)."""
 
     id: int
     kind: str
@@ -254,7 +255,15 @@ class Error(Schema):
 
 _AUTH_ERRORS = {400: Error, 401: Error, 403: Error, 405: Error, 413: Error, 429: Error}
 
-api = NinjaAPI(
+class NotifyAPI(NinjaAPI):
+    """A ``NinjaAPI`` whose URLs live in ``notify.urls``' namespace (no namespace of its
+    own), wherever a host mounts it."""
+
+    def get_root_path(self, path_params: dict[str, Any]) -> str:
+        return reverse("notify:openapi-json").removesuffix("openapi.json")
+
+
+api = NotifyAPI(
     title="notify",
     version="1",
     description="Inbox and send APIs of notify. Errors are always the JSON error body.",
@@ -413,12 +422,14 @@ def _finished(view):
     return wrapped
 
 
-def urls():
-    """Return ``api.urls`` (patterns, app name, namespace) with every view wrapped by
-    ``_finished``, without ninja's root view (``api/`` itself answers 404 like any
-    unknown path); mount it at ``<prefix>api/``."""
-    patterns, app_name, namespace = api.urls
+def urlpatterns() -> list:
+    """Return the URL patterns of ``api`` with every view wrapped by ``_finished``,
+    without ninja's root view (``api/`` itself answers 404 like any unknown path) and
+    without a namespace of their own (names: ``api-notifications``, ``api-read``,
+    ``openapi-json``, ... in ``notify.urls``' namespace); include them at
+    ``<prefix>api/``."""
+    patterns, _app_name, _namespace = api.urls
     patterns = [p for p in patterns if p.name != "api-root"]
     for pattern in patterns:
         pattern.callback = _finished(pattern.callback)
-    return patterns, app_name, namespace
+    return patterns

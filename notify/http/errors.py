@@ -1,4 +1,4 @@
-"""The JSON error body of every HTTP answer under notify's prefix (docs: CONTRACT §2).
+"""The JSON error body of every HTTP answer under notify's prefix (docs: docs/protocol.md §2).
 
 ``{"error": {"code": "<snake_case>", "message": "<for a person>"}}`` with
 ``Cache-Control: no-store``. Codes: ``invalid_parameter`` and ``unknown_recipient`` (400),
