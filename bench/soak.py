@@ -246,17 +246,17 @@ async def churn(args, target, res, clients, tokens, stats, stop_sends, sends) ->
         if "rss_warm_kib" not in res and elapsed >= warmup:
             res["rss_warm_kib"], res["warm_at_s"] = samples[-1]["rss_kib"], samples[-1]["s"]
         R.log(f"soak {samples[-1]}")
-    res["rss_end_kib"] = samples[-1]["rss_kib"]
+    res["rss_end_kib"], res["churn_sessions"] = samples[-1]["rss_kib"], dict(stats)
     res["server_cpu_s"] = round(R.cpu_seconds(pid) - cpu0, 1)
     stop_sends.set()
     await sends  # every send/ and announce/ request answered (bounded)
     # Every chain catches up (bounded): they go on reconnecting and resume.
-    streams, loop = {}, asyncio.get_running_loop()
-    for c in clients:
-        if c.start is not None:
-            items = await loop.run_in_executor(None, functools.partial(read_stream, base, tokens[c.index],
-                                                                       since=c.start))
-            streams[c.index] = [item["id"] for item in items]
+    loop = asyncio.get_running_loop()
+    started = [c for c in clients if c.start is not None]
+    reads = await asyncio.gather(*(  # on the default executor's few threads
+        loop.run_in_executor(None, functools.partial(read_stream, base, tokens[c.index], since=c.start))
+        for c in started))
+    streams = {c.index: [item["id"] for item in items] for c, items in zip(started, reads)}
     deadline = time.monotonic() + args.catch_up
     while time.monotonic() < deadline and not all(
         c.index in streams and c.caught_up(streams[c.index][-1] if streams[c.index] else c.start) for c in clients
@@ -326,14 +326,15 @@ def main():
 
     warm, end = res.get("rss_warm_kib"), res.get("rss_end_kib")
     growth = f"{(end - warm) / warm * 100:+.1f} %" if warm and end else "–"
-    sessions = {t: stats.get(f"sessions {t}", 0) for t in TRANSPORTS}
+    churn = res.get("churn_sessions", {})  # counted until the sends stop
+    sessions = {t: churn.get(f"sessions {t}", 0) for t in TRANSPORTS}
     broken = sum(v for k, v in stats.items() if k.startswith("broken"))
     m = res["machine"]
     print(f"\nsoak: {args.clients:,} clients for {args.minutes:g} min, sessions of {args.session_seconds[0]:g}-"
           f"{args.session_seconds[1]:g} s, {args.sends_per_second:g} send/ a second x {args.recipients} recipients, "
           f"an announcement every {args.announce_every:g} s; daphne on cpu {args.server_cpus}, clients on cpu "
           f"{args.gen_cpus}; layer {args.layer}; {m['cpus']} x {m['cpu_model']}, Python {m['python']}\n")
-    print("| clients | minutes | sessions (ws / sse / poll) | broken sessions | items sent (personal / announcements) "
+    print("| clients | minutes | sessions during the churn (ws / sse / poll) | broken sessions | items sent (personal / announcements) "
           "| expected deliveries | lost | duplicated | out of order | RSS idle / after warm-up / end (MiB) "
           "| RSS growth | server CPU (s) |")
     print("|" + "---|" * 12)

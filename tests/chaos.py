@@ -39,6 +39,8 @@ IO_TIMEOUT = 5.0
 # mostly short, one in five long enough to outlive a Redis outage.
 SESSION_SECONDS = (0.2, 3.0)
 LONG_SESSION_SECONDS = (3.0, 9.0)
+# What a killed or paused process does to a session (anything else is counted too, as
+# "failed sessions", with an example).
 BROKEN = (OSError, requests.RequestException, ConnectionClosed, InvalidHandshake, TimeoutError, ValueError)
 
 
@@ -138,6 +140,8 @@ class Chain:
                 self.stats.add(f"sessions {transport}")
             except BROKEN as exc:
                 self.stats.add(f"broken sessions {transport}", example=f"{self.label} {exc!r}"[:160])
+            except Exception as exc:  # noqa: BLE001 - e.g. a frame without an expected key
+                self.stats.add("failed sessions", example=f"{self.label} {transport} {exc!r}"[:300])
             stop.wait(self.rng.uniform(0, 0.2))
 
     def caught_up(self, stream: list[int]) -> bool:
