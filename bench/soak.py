@@ -37,6 +37,7 @@ from collections import Counter
 from pathlib import Path
 
 import aiohttp
+import requests
 
 import run as R  # bench/run.py: the Notify target, /proc readers, provisioning
 from streamcheck import Tally, read_stream
@@ -168,6 +169,17 @@ class Client:
                 self._take(item["id"])
 
 
+def read_stream_patiently(base: str, token: str, since: int, attempts: int = 5) -> list[dict]:
+    """``read_stream``, tried again (after 2 s) when the busy server answers late or 5xx."""
+    for attempt in range(attempts):
+        try:
+            return read_stream(base, token, since=since, timeout=IO_TIMEOUT)
+        except requests.RequestException:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(2)
+
+
 async def sender(http, base: str, key: str, users: int, args, stop: asyncio.Event, stats: Counter) -> None:
     """Personal sends at ``--sends-per-second`` and an announcement every
     ``--announce-every`` seconds, on a fixed schedule, until ``stop``."""
@@ -254,7 +266,7 @@ async def churn(args, target, res, clients, tokens, stats, stop_sends, sends) ->
     loop = asyncio.get_running_loop()
     started = [c for c in clients if c.start is not None]
     reads = await asyncio.gather(*(  # on the default executor's few threads
-        loop.run_in_executor(None, functools.partial(read_stream, base, tokens[c.index], since=c.start))
+        loop.run_in_executor(None, functools.partial(read_stream_patiently, base, tokens[c.index], c.start))
         for c in started))
     streams = {c.index: [item["id"] for item in items] for c, items in zip(started, reads)}
     deadline = time.monotonic() + args.catch_up
@@ -313,7 +325,7 @@ def main():
             if c.index in streams:
                 tally.add(f"bench{c.index}", c.received, streams[c.index], c.start)
         res["ok"] = True
-    except (R.NotReady, RuntimeError, OSError) as exc:
+    except (R.NotReady, RuntimeError, OSError, requests.RequestException) as exc:
         res["error"] = f"{type(exc).__name__}: {exc}"
         R.log(f"soak: ERROR {res['error']}")
     finally:
