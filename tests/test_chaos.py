@@ -157,7 +157,8 @@ def test_every_client_gets_its_whole_stream_under_chaos(
         except subprocess.TimeoutExpired:
             api_writer.kill()
             api_out, _ = api_writer.communicate()
-    print(f"  t={time.monotonic() - t0:5.1f}s writers stopped; Python API writer: {api_out.strip()}")
+    print(f"  t={time.monotonic() - t0:5.1f}s writers stopped; Python API writer (exit {api_writer.returncode}): "
+          f"{api_out.strip()}")
 
     # Every write has committed or failed: read each user's stream from the database.
     objects = {name: read_stream(servers.pick(random.Random(seed)).url, token) for name, token in tokens.items()}
