@@ -7,6 +7,9 @@ from django.conf import settings
 DEFAULTS: dict[str, Any] = {
     # Channel layer alias used for pushes between processes.
     "CHANNEL_LAYER_ALIAS": "default",
+    # Path of the WebSocket route that ``notify.asgi.get_application`` serves (under the
+    # script prefix); starts and ends with "/".
+    "WEBSOCKET_PATH": "/ws/notify/",
     # Seconds of silence after which a WebSocket gets a ``ping`` frame and an SSE
     # stream a ``: ping`` comment.
     "HEARTBEAT_SECONDS": 25,
@@ -16,7 +19,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_FRAME_BYTES": 64 * 1024,
     # Largest ``data`` object in bytes, as UTF-8 compact JSON.
     "MAX_DATA_BYTES": 8 * 1024,
-    # Largest HTTP request body in bytes under /notify/api/; larger answers 413.
+    # Largest HTTP request body in bytes of notify's HTTP APIs; larger answers 413.
     "MAX_BODY_BYTES": 64 * 1024,
     # Longest ``title`` and ``body`` in characters.
     "MAX_TITLE_LENGTH": 200,
@@ -42,6 +45,11 @@ DEFAULTS: dict[str, Any] = {
     # Bytes a connection may have queued unsent before it is closed as too slow (it
     # resumes later with its cursor).
     "MAX_SEND_BUFFER_BYTES": 1024 * 1024,
+    # Seconds between two checks of the newest committed id by each process's hub, which
+    # then delivers what no push announced (writes from other processes on the
+    # in-memory layer, pushes lost by Redis). None: 1 s on the in-memory layer, 3 s on
+    # a shared one; 0: off.
+    "DB_TAIL_SECONDS": None,
 }
 
 

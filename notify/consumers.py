@@ -1,4 +1,4 @@
-"""The WebSocket consumer at ``/ws/notify/`` (CONTRACT §3)."""
+"""The WebSocket consumer at ``/ws/notify/`` (docs/protocol.md §3)."""
 
 import json
 import logging
@@ -237,11 +237,3 @@ class NotificationConsumer(DirectDispatch, Subscriber, AsyncWebsocketConsumer):
 
     async def revoke(self) -> None:
         await self.close(CLOSE_REVOKED)
-
-    async def resync(self) -> None:
-        self.pending = []
-        stream = await aread_stream(
-            self.user, cursor=self.cursor, limit=notify_settings.BACKLOG_LIMIT
-        )
-        await self._send_backlog(stream)
-        await self.flush_pending()

@@ -6,11 +6,13 @@ connections (``Subscriber`` objects: WebSocket consumers, SSE streams, held long
 by user id. A send publishes ONE channel-layer message per send call to that group, so
 every process receives it once, whatever the number of connections; the hub then hands
 each entry to the local subscribers that may see it. Frames are encoded once per
-process (``Push.ws_frame``, ``Push.sse_event``) and no database query runs on this path.
+process (``Push.ws_frame``, ``Push.sse_event``).
 
-The channel layer is lossy by design (capacity, expiry, Redis outages). The database
-is the truth: when the hub's subscription fails and comes back, every subscriber
-re-reads its backlog after its cursor (``Subscriber.resync``).
+The channel layer is lossy by design (capacity, expiry, Redis outages) and the
+in-memory layer reaches no other process. The database is the truth: the hub also
+tails it (``db_tail_seconds``), reads gaps from it, and catches up from it when its
+subscription comes back after an outage, all through one ordering rule
+(``notify.sequencer``).
 """
 
 import asyncio
@@ -24,33 +26,31 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db.models import Max
 
 from .conf import notify_settings
+from .sequencer import Sequencer
 from .serializers import dumps
 
 logger = logging.getLogger(__name__)
 
 HUB_GROUP = "notify.hub"
 # How long a new subscriber waits for the hub's layer subscription before it goes on
-# from the database alone (CONTRACT §8: handshakes succeed while the layer is down).
+# from the database alone (docs/protocol.md §8: handshakes succeed while the layer is down).
 SUBSCRIBE_WAIT_SECONDS = 3.0
 # Re-join the hub group this often (seconds), well inside channels-redis' group_expiry
 # (300 s in config/settings.py).
 GROUP_REFRESH_SECONDS = 60.0
-# Subscribers re-reading their backlog at once after a layer outage.
-RESYNC_CONCURRENCY = 8
-# How long an entry waits for a missing smaller id before the hub reads it from the
-# database (seconds), and the most entries one such read returns.
-GAP_GRACE_SECONDS = 0.15
+# The database tail's default period on a shared channel layer (seconds): a safety
+# net for a push lost at the tail of a burst; see ``db_tail_seconds``.
+DB_TAIL_SHARED_SECONDS = 3.0
 # The fan-out loop yields to the event loop after this many connections, so that
 # one broadcast to 10,000 connections does not hold the loop for its whole length.
 YIELD_EVERY = 1000
 # How often the hub closes connections of revoked tokens and deactivated users that no
 # channel-layer message told it about (seconds).
 CREDENTIALS_CHECK_SECONDS = 15.0
-GAP_FILL_LIMIT = 5000
 
 
 class Push:
@@ -107,7 +107,7 @@ class Push:
         return self._sse
 
     def visible_to(self, subscriber: "Subscriber", now: float) -> bool:
-        """Whether ``subscriber``'s user is in this entry's audience (CONTRACT §1)."""
+        """Whether ``subscriber``'s user is in this entry's audience (docs/protocol.md §1)."""
         if self.recipient is not None:
             return self.recipient == subscriber.user_id
         if self.created <= subscriber.joined:
@@ -136,9 +136,13 @@ class Subscriber:
     Attributes set by the transport before ``Hub.subscribe``: ``user_id`` (int),
     ``group_ids`` (frozenset of Group pks), ``joined`` (the user's ``date_joined`` as
     POSIX seconds), ``token_id`` (the ApiToken pk of a token-authenticated
-    connection, else None). ``cursor`` is the last id delivered. While ``pending`` is
-    a list, pushes are buffered there (the backlog is being read); ``flush_pending``
-    delivers them in order once the backlog is out.
+    connection, else None). ``cursor`` is the last id delivered.
+
+    While ``pending`` is a list (from ``__init__`` until the transport has sent its
+    first frame and backlog), whatever the hub hands over waits: pushes in
+    ``pending``, ``read`` changes in ``pending_reads``; ``flush_pending`` then delivers
+    them in that order, so nothing overtakes ``hello`` (docs/protocol.md §3) or the SSE
+    response headers.
     """
 
     user_id: int = 0
@@ -149,26 +153,50 @@ class Subscriber:
 
     def __init__(self):
         self.pending: list[Push] | None = []
+        self.pending_reads: list[dict[str, Any]] = []
         self.last_sent = time.monotonic()
 
     def take_new(self, pushes: list[Push]) -> list[Push]:
-        """Return the pushes after the cursor, in id order, and advance the cursor."""
+        """Return the pushes after the cursor, in id order, and advance the cursor.
+
+        Only safe because the hub hands pushes over in id order with no unresolved gap
+        (``notify.sequencer``): the cursor may then pass every id it skips.
+        """
         fresh = sorted((p for p in pushes if p.id > self.cursor), key=lambda p: p.id)
         if fresh:
             self.cursor = fresh[-1].id
         return fresh
 
+    async def hand(self, pushes: list[Push]) -> None:
+        """Deliver ``pushes`` (in id order, visible to this user), or keep them for
+        ``flush_pending`` while the first frames are not out."""
+        if self.pending is not None:
+            self.pending.extend(pushes)
+        else:
+            await self.deliver(pushes)
+
+    async def hand_read(self, event: dict[str, Any]) -> None:
+        """Deliver a ``read`` change, or keep it for ``flush_pending``."""
+        if self.pending is not None:
+            self.pending_reads.append(event)
+        else:
+            await self.deliver_read(event)
+
     async def flush_pending(self) -> None:
-        """Stop buffering and deliver what arrived while the backlog was read.
+        """Stop buffering and deliver what arrived while the backlog was read: the
+        pushes after the cursor, then the ``read`` changes, each in arrival order.
 
         Announcements are buffered unfiltered (``group_ids`` may still be loading)
         and checked against the audience here.
         """
         pending, self.pending = self.pending, None
+        reads, self.pending_reads = self.pending_reads, []
         now = time.time()
         pending = [p for p in pending or () if p.visible_to(self, now)]
         if pending:
             await self.deliver(pending)
+        for event in reads:
+            await self.deliver_read(event)
 
     async def deliver(self, pushes: list[Push]) -> None:
         """Send new entries (those with id > cursor) to the client."""
@@ -183,23 +211,28 @@ class Subscriber:
     async def revoke(self) -> None:
         """Close: the token that opened this connection was revoked."""
 
-    async def resync(self) -> None:
-        """Re-read the backlog after the cursor from the database and deliver it."""
+
+def db_tail_seconds(layer) -> float:
+    """Return the database tail period in seconds (0: off): ``DB_TAIL_SECONDS``, or
+    by default 1 s on the in-memory layer (which reaches no other process) and
+    ``DB_TAIL_REDIS_SECONDS`` on a shared one (a safety net for lost pushes)."""
+    configured = notify_settings.DB_TAIL_SECONDS
+    if configured is not None:
+        return float(configured)
+    if layer is None or isinstance(layer, InMemoryChannelLayer):
+        return 1.0
+    return DB_TAIL_SHARED_SECONDS
 
 
 class Hub:
     """The per-process, per-event-loop registry and channel-layer listener.
 
-    Ordering: every entry is published to every hub, so a hub sees the whole id
-    sequence. It dispatches entries in id order: an entry whose predecessors have not
-    arrived waits up to ``GAP_GRACE_SECONDS``; then the hub reads the missing ids from
-    the database in one query (a push lost by the layer, or one overtaken by a later
-    push from another process) and dispatches what it finds, in order. Ids that are
-    not found belong to rolled-back or still-open transactions; the stream locks (see
-    ``Entry``) guarantee that such an id, should it commit later, is newer than
-    anything already delivered in its own stream, so it is delivered when its push
-    arrives. Without this, a client could receive id 11 before a lost or late 10 and
-    its cursor would then pass 10 for good.
+    Entries come in from three places: channel-layer pushes, the database tail (every
+    ``db_tail_seconds``, the newest committed id is compared with the watermark) and the
+    catch-up after a layer outage (the same tail read, at once). All three go through
+    one ``Sequencer``, which releases them in id order with every gap resolved (see
+    ``notify.sequencer``); the hub then hands each released batch to the local
+    subscribers that may see it, each getting its own entries in id order.
     """
 
     def __init__(self):
@@ -207,16 +240,17 @@ class Hub:
         self.count = 0
         self._task: asyncio.Task | None = None
         self._ready: asyncio.Event | None = None
-        self.high: int | None = None  # every id up to here is dispatched or resolved
-        self.held: dict[int, Push] = {}  # pushes waiting for a gap below them
-        self._gap_check: asyncio.TimerHandle | None = None
+        self._channel: str | None = None
+        self.sequencer = Sequencer(self._dispatch_entries, _read_range, _read_ids)
+        self.catch_ups = 0  # times the hub read what it missed after a layer outage
 
     async def subscribe(self, subscriber: Subscriber) -> None:
         """Register ``subscriber`` and wait (at most ``SUBSCRIBE_WAIT_SECONDS``) until
-        the hub receives pushes, so a backlog read after this returns misses nothing.
+        the hub has its watermark and receives pushes, so a backlog read after this
+        returns misses nothing.
 
-        Does not raise when the channel layer is down: the subscriber then works from
-        the database until the hub's subscription comes back and it is resynced.
+        Does not raise when the channel layer is down: the hub then works from the
+        database tail until its subscription comes back.
         """
         self.by_user[subscriber.user_id].add(subscriber)
         self.count += 1
@@ -243,11 +277,7 @@ class Hub:
             self._task.cancel()
             self._task = None
             # Nobody listens until the next start, which reads the newest id again.
-            self.high = None
-            self.held.clear()
-            if self._gap_check is not None:
-                self._gap_check.cancel()
-                self._gap_check = None
+            self.sequencer.reset()
 
     def subscribers(self):
         """Yield every local subscriber (a snapshot, safe against changes)."""
@@ -256,65 +286,94 @@ class Hub:
 
     async def _run(self) -> None:
         layer = get_channel_layer(notify_settings.CHANNEL_LAYER_ALIAS)
-        if layer is None:
-            logger.error("notify hub: no channel layer configured; pushes are off")
-            self._ready.set()
-            return
-        heartbeat = asyncio.ensure_future(self._heartbeat(layer))
-        failures = 0
+        maintenance = None
         try:
-            while True:
-                channel = None
+            while self.sequencer.high is None:
                 try:
-                    channel = await layer.new_channel("notify.hub")
-                    await layer.group_add(HUB_GROUP, channel)
-                    self._channel = channel
-                    if self.high is None or failures:
-                        # Start (or restart after an outage, when resync covers the
-                        # rest) from the newest committed id.
-                        self.high = await database_sync_to_async(_latest_id)()
-                        self.held = {pk: p for pk, p in self.held.items() if pk > self.high}
-                    self._ready.set()
-                    if failures:
-                        logger.warning("notify hub: channel layer back, resyncing")
-                        asyncio.ensure_future(self._resync_all())
-                    failures = 0
-                    while True:
-                        message = await layer.receive(channel)
-                        await self.dispatch(message)
+                    await self.sequencer.start(await _alatest_id())
                 except asyncio.CancelledError:
                     raise
                 except Exception:
-                    failures += 1
-                    logger.warning("notify hub: channel layer failed", exc_info=True)
-                    # Subscribers waiting for the layer go on from the database.
+                    logger.warning("notify hub: could not read the newest id", exc_info=True)
                     self._ready.set()
-                    await asyncio.sleep(min(0.25 * 2**failures, 5.0))
-                finally:
-                    if channel is not None:
-                        await _quietly(layer.group_discard(HUB_GROUP, channel))
+                    await asyncio.sleep(1.0)
+            maintenance = asyncio.ensure_future(self._maintain(layer))
+            if layer is None:
+                logger.error("notify hub: no channel layer configured; live pushes come from the database tail")
+                self._ready.set()
+                await asyncio.Event().wait()
+            await self._listen(layer)
         finally:
-            heartbeat.cancel()
+            if maintenance is not None:
+                maintenance.cancel()
 
-    async def _heartbeat(self, layer) -> None:
+    async def _listen(self, layer) -> None:
+        failures = 0
+        while True:
+            channel = None
+            try:
+                channel = await layer.new_channel("notify.hub")
+                await layer.group_add(HUB_GROUP, channel)
+                self._channel = channel
+                self._ready.set()
+                if failures:
+                    # Pushes sent while the layer was away are lost: read them.
+                    logger.warning("notify hub: channel layer back, catching up from the database")
+                    self.catch_ups += 1
+                    await self.sequencer.tail(await _alatest_id())
+                failures = 0
+                while True:
+                    message = await layer.receive(channel)
+                    await self.dispatch(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                failures += 1
+                self._channel = None
+                logger.warning("notify hub: channel layer failed", exc_info=True)
+                # Subscribers waiting for the layer go on from the database.
+                self._ready.set()
+                await asyncio.sleep(min(0.25 * 2**failures, 5.0))
+            finally:
+                if channel is not None:
+                    await _quietly(layer.group_discard(HUB_GROUP, channel))
+
+    async def _maintain(self, layer) -> None:
+        """Heartbeats, the group refresh and the credentials check; the database tail
+        runs beside them (``_tail``)."""
         refreshed = checked = time.monotonic()
         wall = time.time()
+        tail_period = db_tail_seconds(layer)
+        tail = asyncio.ensure_future(self._tail(tail_period)) if tail_period > 0 else None
+        try:
+            while True:
+                period = notify_settings.HEARTBEAT_SECONDS
+                await asyncio.sleep(max(0.2, min(2.0, period / 4)))
+                now = time.monotonic()
+                for subscriber in self.subscribers():
+                    if subscriber.pending is None and now - subscriber.last_sent >= period:
+                        await _guard(subscriber.heartbeat())
+                if now - refreshed > GROUP_REFRESH_SECONDS and self._channel:
+                    refreshed = now
+                    await _quietly(layer.group_add(HUB_GROUP, self._channel))
+                if now - checked > CREDENTIALS_CHECK_SECONDS:
+                    checked, since, wall = now, wall, time.time()
+                    try:
+                        await self._check_credentials(since)
+                    except Exception:
+                        logger.warning("notify hub: credentials check failed", exc_info=True)
+        finally:
+            if tail is not None:
+                tail.cancel()
+
+    async def _tail(self, period: float) -> None:
+        """Every ``period`` seconds, release committed entries no push announced."""
         while True:
-            period = notify_settings.HEARTBEAT_SECONDS
-            await asyncio.sleep(max(0.2, min(2.0, period / 4)))
-            now = time.monotonic()
-            for subscriber in self.subscribers():
-                if subscriber.pending is None and now - subscriber.last_sent >= period:
-                    await _guard(subscriber.heartbeat())
-            if now - refreshed > GROUP_REFRESH_SECONDS and getattr(self, "_channel", None):
-                refreshed = now
-                await _quietly(layer.group_add(HUB_GROUP, self._channel))
-            if now - checked > CREDENTIALS_CHECK_SECONDS:
-                checked, since, wall = now, wall, time.time()
-                try:
-                    await self._check_credentials(since)
-                except Exception:
-                    logger.warning("notify hub: credentials check failed", exc_info=True)
+            await asyncio.sleep(period)
+            try:
+                await self.sequencer.tail(await _alatest_id())
+            except Exception:
+                logger.warning("notify hub: database tail failed", exc_info=True)
 
     async def _check_credentials(self, since: float) -> None:
         """Close connections whose token was revoked since ``since`` (POSIX seconds) or
@@ -332,15 +391,6 @@ class Hub:
             if subscriber.token_id in revoked or subscriber.user_id in inactive:
                 await _guard(subscriber.revoke())
 
-    async def _resync_all(self) -> None:
-        semaphore = asyncio.Semaphore(RESYNC_CONCURRENCY)
-
-        async def one(subscriber):
-            async with semaphore:
-                await _guard(subscriber.resync())
-
-        await asyncio.gather(*(one(s) for s in self.subscribers()))
-
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Hand one channel-layer message to the local subscribers it concerns.
 
@@ -350,62 +400,19 @@ class Hub:
         """
         kind = message.get("type")
         if kind == "notify.entries":
-            await self._order([Push(data) for data in message["entries"]])
+            await self.sequencer.add(Push(data) for data in message["entries"])
         elif kind == "notify.read":
             for subscriber in list(self.by_user.get(message["user"], ())):
-                await _guard(subscriber.deliver_read(message))
+                await _guard(subscriber.hand_read(message))
         elif kind == "notify.revoke":
             for subscriber in self.subscribers():
                 if subscriber.token_id == message["token"]:
                     await _guard(subscriber.revoke())
 
-    async def _order(self, pushes: list[Push]) -> None:
-        """Dispatch ``pushes`` in id order, holding those above a gap (see class doc)."""
-        if self.high is None:  # the layer delivered before the start-up read finished
-            self.high = min(p.id for p in pushes) - 1
-        late = [p for p in pushes if p.id <= self.high]
-        if late:
-            # Resolved earlier as missing: its transaction has committed since.
-            await self._dispatch_entries(late)
-        for push in pushes:
-            if push.id > self.high:
-                self.held[push.id] = push
-        await self._drain()
-
-    async def _drain(self) -> None:
-        ready = []
-        while self.high + 1 in self.held:
-            self.high += 1
-            ready.append(self.held.pop(self.high))
-        if ready:
-            await self._dispatch_entries(ready)
-        if self.held and self._gap_check is None:
-            loop = asyncio.get_running_loop()
-            self._gap_check = loop.call_later(
-                GAP_GRACE_SECONDS, lambda: asyncio.ensure_future(self._fill_gap())
-            )
-
-    async def _fill_gap(self) -> None:
-        self._gap_check = None
-        if not self.held:
-            return
-        first_held = min(self.held)
-        try:
-            found = await database_sync_to_async(_entries_between)(self.high, first_held)
-        except Exception:
-            logger.warning("notify hub: could not read missing ids %s..%s", self.high + 1, first_held - 1, exc_info=True)
-            found = []
-        for data in found:
-            self.held.setdefault(data["obj"]["id"], Push(data))
-        # Everything below the first held push is now resolved (found, or absent);
-        # a capped read resolves only up to its last row.
-        self.high = found[-1]["obj"]["id"] if len(found) == GAP_FILL_LIMIT else first_held - 1
-        ready = [self.held.pop(pk) for pk in sorted(pk for pk in self.held if pk <= self.high)]
-        if ready:
-            await self._dispatch_entries(ready)
-        await self._drain()
-
     async def _dispatch_entries(self, pushes: list[Push]) -> None:
+        """Hand a batch released by the sequencer (increasing ids) to the local
+        subscribers: each gets the entries it may see as one list in id order, so its
+        cursor never passes one of them before it is handed over."""
         personal: dict[int, list[Push]] = defaultdict(list)
         broadcast = []
         for push in pushes:
@@ -413,31 +420,34 @@ class Hub:
                 broadcast.append(push)
             else:
                 personal[push.recipient].append(push)
-        handed = 0
-        for user_id, own in personal.items():
-            for subscriber in list(self.by_user.get(user_id, ())):
-                await self._hand(subscriber, own)
-                handed += 1
-                if handed % YIELD_EVERY == 0:
-                    await asyncio.sleep(0)
-        if broadcast:
-            now = time.time()
-            for count, subscriber in enumerate(self.subscribers(), 1):
-                if count % YIELD_EVERY == 0:
-                    # Let the event loop flush sockets and serve requests meanwhile.
-                    await asyncio.sleep(0)
-                if subscriber.pending is not None:
-                    subscriber.pending.extend(broadcast)
-                    continue
-                visible = [p for p in broadcast if p.visible_to(subscriber, now)]
-                if visible:
-                    await _guard(subscriber.deliver(visible))
+        if not broadcast:
+            handed = 0
+            for user_id, own in personal.items():
+                for subscriber in list(self.by_user.get(user_id, ())):
+                    await _guard(subscriber.hand(own))
+                    handed += 1
+                    if handed % YIELD_EVERY == 0:
+                        await asyncio.sleep(0)
+            return
+        now = time.time()
+        for count, subscriber in enumerate(self.subscribers(), 1):
+            if count % YIELD_EVERY == 0:
+                # Let the event loop flush sockets and serve requests meanwhile.
+                await asyncio.sleep(0)
+            own = personal.get(subscriber.user_id)
+            if subscriber.pending is not None:
+                # Filtered by audience at flush (group_ids may still be loading).
+                subscriber.pending.extend(sorted([*own, *broadcast], key=_by_id) if own else broadcast)
+                continue
+            visible = [p for p in broadcast if p.visible_to(subscriber, now)]
+            if own:
+                visible = sorted([*own, *visible], key=_by_id)
+            if visible:
+                await _guard(subscriber.deliver(visible))
 
-    async def _hand(self, subscriber: Subscriber, pushes: list[Push]) -> None:
-        if subscriber.pending is not None:
-            subscriber.pending.extend(pushes)
-        else:
-            await _guard(subscriber.deliver(pushes))
+
+def _by_id(push: Push) -> int:
+    return push.id
 
 
 def _lapsed_credentials(since: float, token_ids: set[int], user_ids: set[int]) -> tuple[set, set]:
@@ -470,11 +480,25 @@ def _latest_id() -> int:
     return Entry.objects.aggregate(latest=Max("id"))["latest"] or 0
 
 
-def _entries_between(low: int, high: int) -> list[dict[str, Any]]:
-    """Return ``entry_payload``s of the committed entries with low < id < high."""
+def _entries_in_range(low: int, high: int, limit: int) -> list[Push]:
+    """Return the committed entries with low < id <= high as ``Push``es, in id order,
+    at most ``limit``."""
     from .models import Entry
 
-    return [entry_payload(e) for e in Entry.objects.filter(id__gt=low, id__lt=high).order_by("id")[:GAP_FILL_LIMIT]]
+    return [Push(entry_payload(e)) for e in Entry.objects.filter(id__gt=low, id__lte=high).order_by("id")[:limit]]
+
+
+def _entries_with_ids(ids: list[int]) -> list[Push]:
+    """Return the committed entries among ``ids`` as ``Push``es, in id order."""
+    from .models import Entry
+
+    return [Push(entry_payload(e)) for e in Entry.objects.filter(id__in=ids).order_by("id")]
+
+
+# Read-only, so any thread of the default executor may run them (thread_sensitive=False).
+_alatest_id = database_sync_to_async(_latest_id, thread_sensitive=False)
+_read_range = database_sync_to_async(_entries_in_range, thread_sensitive=False)
+_read_ids = database_sync_to_async(_entries_with_ids, thread_sensitive=False)
 
 
 async def _guard(awaitable) -> None:
@@ -600,7 +624,7 @@ async def apublish(message: dict[str, Any]) -> None:
     """Send one message to every process's hub through the channel layer.
 
     Does not raise when the layer fails (logged at WARNING): the database holds the
-    entry, and clients get it at their next resume (CONTRACT §1).
+    entry, and clients get it at their next resume (docs/protocol.md §1).
     """
     layer = get_channel_layer(notify_settings.CHANNEL_LAYER_ALIAS)
     if layer is None:

@@ -1,7 +1,7 @@
-"""Long-poll (``/notify/poll/``) and Server-Sent Events (``/notify/stream/``): CONTRACT §4, §4b.
+"""Long-poll (``/notify/poll/``) and Server-Sent Events (``/notify/stream/``): docs/protocol.md §4, §4b.
 
 Both are Channels ``AsyncHttpConsumer`` subclasses routed ahead of Django (see
-``config/asgi.py``) and registered with the process hub as ``Subscriber`` objects. A
+``notify/asgi.py``) and registered with the process hub as ``Subscriber`` objects. A
 waiting request is a coroutine and an entry in the hub's registry: it holds no thread
 (Django's ASGI handler would pin one per request) and no database connection (reads go
 through ``database_sync_to_async``, which hands the connection back when they end).
@@ -17,7 +17,6 @@ import logging
 import time
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 
@@ -26,7 +25,7 @@ from .consumers import DirectDispatch
 from .exceptions import InvalidParameter
 from .hub import Push, Subscriber, buffered_bytes, get_hub
 from .params import parse_int, query_params
-from .selectors import StreamRead, aread_stream, stream_after
+from .selectors import StreamRead, aread_stream
 from .serializers import dumps
 
 logger = logging.getLogger(__name__)
@@ -44,7 +43,7 @@ SSE_HEADERS = [
 
 
 def error_body(code: str, message: str) -> bytes:
-    """Return the JSON error body of CONTRACT §2 as bytes."""
+    """Return the JSON error body of docs/protocol.md §2 as bytes."""
     return dumps({"error": {"code": code, "message": message}}).encode()
 
 
@@ -78,6 +77,7 @@ class _StreamConsumer(DirectDispatch, Subscriber, AsyncHttpConsumer):
         self.subscribed = False
         self.finished = False
         self._wake = None  # ends the consumer once the response is complete
+        self.headers_sent = False  # SSE: the 200 and its headers are out
 
     async def __call__(self, scope, receive, send):
         queue = getattr(receive, "__self__", None)
@@ -146,7 +146,7 @@ class _StreamConsumer(DirectDispatch, Subscriber, AsyncHttpConsumer):
         await self.finish(status, dumps(value).encode(), [*JSON_HEADERS, *headers])
 
     async def send_error(self, status: int, code: str, message: str, headers=()) -> None:
-        """Send a CONTRACT §2 error response and finish."""
+        """Send a docs/protocol.md §2 error response and finish."""
         await self.finish(status, error_body(code, message), [*JSON_HEADERS, *headers])
 
     async def finish(self, status: int, body: bytes, headers) -> None:
@@ -193,7 +193,7 @@ class _StreamConsumer(DirectDispatch, Subscriber, AsyncHttpConsumer):
 
 
 class PollConsumer(_StreamConsumer):
-    """``GET /notify/poll/?since=<id>&timeout=<seconds>&limit=<n>`` (CONTRACT §4).
+    """``GET /notify/poll/?since=<id>&timeout=<seconds>&limit=<n>`` (docs/protocol.md §4).
 
     Answers ``200 {"cursor", "unread", "notifications"}`` with ``Cache-Control:
     no-store``: at once when items follow ``since`` (the oldest ``limit``), or without
@@ -269,19 +269,9 @@ class PollConsumer(_StreamConsumer):
     async def revoke(self) -> None:
         await self.send_error(401, "not_authenticated", "The token was revoked or the user deactivated.")
 
-    async def resync(self) -> None:
-        if self.finished or self.pending is not None:
-            return
-        self.pending = []
-        items, _ = await database_sync_to_async(stream_after)(self.user, cursor=self.cursor, limit=self.limit)
-        if items and not self.finished:
-            self.pending = None
-            return await self.answer(items[-1]["id"], self.unread + sum(not i["read"] for i in items), items)
-        await self.flush_pending()
-
 
 class EventStreamConsumer(_StreamConsumer):
-    """``GET /notify/stream/?since=<id>`` as ``text/event-stream`` (CONTRACT §4b).
+    """``GET /notify/stream/?since=<id>`` as ``text/event-stream`` (docs/protocol.md §4b).
 
     Resumes from the ``Last-Event-ID`` header (it wins over ``since``); neither means
     live from now; a bad value is ``400 invalid_parameter`` before the stream starts.
@@ -310,7 +300,10 @@ class EventStreamConsumer(_StreamConsumer):
         )
         self.group_ids = stream.group_ids
         self.cursor = stream.latest if since is None else since
+        if self.finished:  # revoked while the backlog was read
+            return
         await self.send_headers(status=200, headers=SSE_HEADERS)
+        self.headers_sent = True
         hello = {"cursor": stream.latest, "unread": stream.unread, "heartbeat": notify_settings.HEARTBEAT_SECONDS}
         text = sse_event("hello", hello, event_id=self.cursor, retry_ms=notify_settings.SSE_RETRY_MS)
         await self.send_text(text + self._backlog(stream))
@@ -361,19 +354,11 @@ class EventStreamConsumer(_StreamConsumer):
         await self.send_text(": ping\n\n")
 
     async def revoke(self) -> None:
+        if not self.headers_sent:
+            return await self.send_error(401, "not_authenticated", "The token was revoked or the user deactivated.")
         if not self.finished:
             await self.send_body(b"")
             self.finished = True
             await self._teardown()
             if self._wake is not None:
                 self._wake()
-
-    async def resync(self) -> None:
-        if self.finished or self.pending is not None:
-            return
-        self.pending = []
-        stream = await aread_stream(
-            self.user, cursor=self.cursor, limit=notify_settings.BACKLOG_LIMIT
-        )
-        await self.send_text(self._backlog(stream))
-        await self.flush_pending()

@@ -1,5 +1,7 @@
 """The process hub: entries reach connections in id order, gaps filled from the database."""
 
+import asyncio
+
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
@@ -146,3 +148,182 @@ def test_text_frames_follow_rfc_6455_length_encoding(size, header):
     frame = text_frame(b"x" * size)
     assert frame[: len(header)] == header
     assert len(frame) == len(header) + size
+
+
+# Issue 9: the two loss paths and the order race, each driven deterministically.
+
+
+@database_sync_to_async
+def store_burnt_announcement_personal(user, other):
+    """Burn an id N (stored, then gone: a rolled-back send), then store an announcement
+    N+1 and a personal item N+2 of ``user``, pushing none of them."""
+    from notify.models import Announcement
+
+    burnt = Notification.objects.create(recipient=other, title="burnt")
+    burnt_id = burnt.pk
+    burnt.delete()
+    announcement = Announcement.objects.create(title="to everyone")
+    personal = Notification.objects.create(recipient=user, title="only you")
+    assert burnt_id < announcement.pk < personal.pk
+    return announcement, personal
+
+
+async def received_ids(communicator, count):
+    frames = [await communicator.receive_json_from(timeout=5) for _ in range(count)]
+    assert all(f["type"] == "notification" for f in frames), frames
+    return [f["notification"]["id"] for f in frames]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_announcement_and_a_later_personal_item_released_together_both_arrive(
+    user, other_user, channel_layer
+):
+    communicator = await connect(user)
+    announcement, personal = await store_burnt_announcement_personal(user, other_user)
+    # Both pushes reach the hub while it still waits for the burnt id.
+    await channel_layer.group_send(HUB_GROUP, {"type": "notify.entries", "entries": [entry_payload(announcement)]})
+    await channel_layer.group_send(HUB_GROUP, {"type": "notify.entries", "entries": [entry_payload(personal)]})
+    assert await received_ids(communicator, 2) == [announcement.pk, personal.pk]
+    assert await communicator.receive_nothing(timeout=0.3)
+    await communicator.disconnect()
+
+
+class FlakyLayer:
+    """An in-memory channel layer that can be broken (every call raises) and mended;
+    ``on_join`` runs after each successful ``group_add`` (e.g. to queue a live push that
+    arrives right after the layer is back)."""
+
+    def __init__(self):
+        from channels.layers import InMemoryChannelLayer
+
+        self.inner = InMemoryChannelLayer(capacity=10_000)
+        self.broken = asyncio.Event()
+        self.on_join = None
+
+    def _check(self):
+        if self.broken.is_set():
+            raise ConnectionError("channel layer down")
+
+    async def new_channel(self, prefix="specific."):
+        self._check()
+        return await self.inner.new_channel(prefix)
+
+    async def group_add(self, group, channel):
+        self._check()
+        await self.inner.group_add(group, channel)
+        if self.on_join is not None:
+            await self.on_join(channel)
+
+    async def group_discard(self, group, channel):
+        await self.inner.group_discard(group, channel)
+
+    async def group_send(self, group, message):
+        self._check()
+        await self.inner.group_send(group, message)
+
+    async def receive(self, channel):
+        self._check()
+        get = asyncio.ensure_future(self.inner.receive(channel))
+        broken = asyncio.ensure_future(self.broken.wait())
+        await asyncio.wait({get, broken}, return_when=asyncio.FIRST_COMPLETED)
+        broken.cancel()
+        if get.done():
+            return get.result()
+        get.cancel()
+        raise ConnectionError("channel layer down")
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_catch_up_after_an_outage_loses_nothing_when_a_live_push_comes_first(
+    user, make_user, settings, monkeypatch
+):
+    from notify import hub as hub_module
+
+    settings.NOTIFY = {"DB_TAIL_SECONDS": 0}  # the catch-up, not the tail, must do it
+    layer = FlakyLayer()
+    monkeypatch.setattr(hub_module, "get_channel_layer", lambda alias=None: layer)
+    # Idle connections of other users registered first: whatever the hub does after the
+    # outage, it must not reach this user only after a live push did.
+    idle = [await connect(await database_sync_to_async(make_user)(f"idle{i}")) for i in range(24)]
+    communicator = await connect(user)
+
+    layer.broken.set()  # Redis goes away
+    await asyncio.sleep(0.05)
+    missed, live = await store_without_push(user, "sent during the outage", "sent just after")
+
+    async def live_push_first(channel):
+        layer.on_join = None
+        await layer.inner.send(channel, {"type": "notify.entries", "entries": [entry_payload(live)]})
+
+    layer.on_join = live_push_first
+    layer.broken.clear()  # Redis is back; the hub re-subscribes within its backoff
+    assert await received_ids(communicator, 2) == [missed.pk, live.pk]
+    assert await communicator.receive_nothing(timeout=0.3)
+    for other in [communicator, *idle]:
+        await other.disconnect()
+
+
+class Gate:
+    """Hold a transport's first stream read until ``open()``: ``reading`` is set once
+    the read has started (the connection is registered with the hub by then)."""
+
+    def __init__(self, real):
+        self.real = real
+        self.reading = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def __call__(self, *args, **kwargs):
+        self.reading.set()
+        await self.gate.wait()
+        return await self.real(*args, **kwargs)
+
+    def open(self):
+        self.gate.set()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_read_change_never_overtakes_hello(user, channel_layer, monkeypatch):
+    from notify import consumers
+
+    gate = Gate(consumers.aread_stream)
+    monkeypatch.setattr(consumers, "aread_stream", gate)
+    communicator = WebsocketCommunicator(as_user(NotificationConsumer.as_asgi(), user), "/ws/notify/")
+    assert (await communicator.connect())[0]
+    await asyncio.wait_for(gate.reading.wait(), 5)
+    # Another tab marks everything read while this connection reads its backlog.
+    await channel_layer.group_send(
+        HUB_GROUP, {"type": "notify.read", "user": user.pk, "all": True, "cursor": 0, "unread": 0}
+    )
+    await asyncio.sleep(0.1)
+    gate.open()
+    first = await communicator.receive_json_from(timeout=5)
+    assert first["type"] == "hello"
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "read"
+    await communicator.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_read_change_never_overtakes_the_sse_response_headers(user, channel_layer, monkeypatch):
+    from notify import streams
+
+    from .streamhelpers import HttpClient, session_cookie
+
+    gate = Gate(streams.aread_stream)
+    monkeypatch.setattr(streams, "aread_stream", gate)
+    client = HttpClient("/notify/stream/", headers=await session_cookie(user))
+    await client.comm.send_input({"type": "http.request", "body": b""})
+    await asyncio.wait_for(gate.reading.wait(), 5)
+    await channel_layer.group_send(
+        HUB_GROUP, {"type": "notify.read", "user": user.pk, "ids": [1], "unread": 0}
+    )
+    await asyncio.sleep(0.1)
+    gate.open()
+    await client.start()
+    assert client.status == 200
+    body = (await client.chunk()).decode()
+    assert body.startswith("retry: ") and "event: hello" in body.split("\n\n")[0]
+    events = body
+    while "event: read" not in events:
+        events += (await client.chunk()).decode()
+    assert events.index("event: hello") < events.index("event: read")
+    await client.disconnect()
