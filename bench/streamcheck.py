@@ -5,7 +5,7 @@ Shared by the chaos test (tests/test_chaos.py) and the soak (bench/soak.py).
 A **resume chain** is one client's life across reconnects: it starts at a position
 (``since=0``, or the cursor of its first ``hello`` when it connected without ``since``)
 and afterwards always resumes with the last id it saw, whatever transport or process it
-uses next. CONTRACT §1: it is then owed every item of its user's stream after its start,
+uses next. docs/protocol.md §1: it is then owed every item of its user's stream after its start,
 in increasing order, each exactly once.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import requests
 
-PAGE = 500  # CONTRACT §4: the largest long-poll limit
+PAGE = 500  # docs/protocol.md §4: the largest long-poll limit
 
 
 def read_stream(base_url: str, token: str, *, since: int = 0, timeout: float = 30.0) -> list[dict]:

@@ -1,6 +1,6 @@
 """The chaos harness of tests/test_chaos.py (issue 9): resume chains, writers, faults.
 
-Everything here speaks to the servers through the public interface only (CONTRACT §3,
+Everything here speaks to the servers through the public interface only (docs/protocol.md §3,
 §4, §4b, §5, §6, §7):
 
 - ``Chain``: one client of one user that reconnects at random, each time over a random
@@ -411,7 +411,7 @@ def writer_command(usernames: list[str], group: str, seconds: float, seed: int) 
 
 
 def writer_main(argv: list[str]) -> None:
-    """A writer on the Python send API (CONTRACT §6) in its own process.
+    """A writer on the Python send API (docs/protocol.md §6) in its own process.
 
     Repeats, with short random pauses, for ``--seconds``: a ``send`` inside a transaction
     that is rolled back (its id is used up and never committed), then ``announce`` (to

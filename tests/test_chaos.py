@@ -1,4 +1,4 @@
-"""Issue 9: nothing is lost, ever (CONTRACT §1, §8), under chaos.
+"""Issue 9: nothing is lost, ever (docs/protocol.md §1, §8), under chaos.
 
 Two daphne processes on one Redis and PostgreSQL; writers committing concurrently (the
 HTTP send API, the announce API, ``manage.py notify_send`` / ``notify_announce``, and
@@ -16,7 +16,6 @@ varies).
 
 import os
 import random
-import shutil
 import subprocess
 import threading
 import time
@@ -29,8 +28,7 @@ from bench.streamcheck import Tally, read_stream
 from notify.models import ApiToken
 
 from .chaos import Chain, Crowd, Servers, Stats, Writers, writer_command
-from .conftest import ROOT, child_env, need
-from .test_outage import RedisServer
+from .conftest import ROOT, RedisServer, child_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -55,15 +53,6 @@ IO_JOIN_SECONDS = 15  # a session ends within SESSION_SECONDS plus one I/O timeo
 
 
 @pytest.fixture
-def chaos_redis():
-    need(shutil.which("redis-server") is not None, "redis-server is not installed")
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def stops():
     """``(stop_chains, stop_writers)``: set at teardown too, so that a failing test does
     not leave client and writer threads running against stopped servers."""
@@ -79,7 +68,7 @@ def kill_redis(redis: RedisServer) -> None:
 
 
 def test_every_client_gets_its_whole_stream_under_chaos(
-    postgres, chaos_redis, daphne_factory, manage, make_user, service_key, stops
+    postgres, own_redis, daphne_factory, manage, make_user, service_key, stops
 ):
     seed = int(os.environ.get("CHAOS_SEED") or random.randrange(1 << 30))
     print(f"\nchaos seed {seed} (CHAOS_SEED={seed} repeats the random choices)")
@@ -88,7 +77,7 @@ def test_every_client_gets_its_whole_stream_under_chaos(
     Group.objects.create(name=GROUP).user_set.add(*users[:3])
     tokens = {u.username: ApiToken.objects.issue(user=u, name="chaos") for u in users}
     usernames = list(tokens)
-    servers = Servers([daphne_factory(chaos_redis.url, DJANGO_SETTINGS_MODULE=SETTINGS) for _ in range(2)])
+    servers = Servers([daphne_factory(own_redis.url, DJANGO_SETTINGS_MODULE=SETTINGS) for _ in range(2)])
     stats = Stats()
     stop_chains, stop_writers = stops
     crowd = Crowd(servers, crowd_token, CROWD)
@@ -117,11 +106,11 @@ def test_every_client_gets_its_whole_stream_under_chaos(
     while any(c.cursor is None for c in chains[:10]) and time.monotonic() < deadline:
         time.sleep(0.05)
 
-    writers = Writers(servers, service_key, usernames, GROUP, stats, seed, manage, chaos_redis.url)
+    writers = Writers(servers, service_key, usernames, GROUP, stats, seed, manage, own_redis.url)
     writer_threads = [threading.Thread(target=body, args=(stop_writers,), daemon=True)
                       for body in (writers.http_send, writers.http_announce, writers.commands)]
     api_writer = subprocess.Popen(writer_command(usernames, GROUP, WRITE_SECONDS, seed), cwd=ROOT,
-                                  env=child_env(chaos_redis.url), stdout=subprocess.PIPE,
+                                  env=child_env(own_redis.url), stdout=subprocess.PIPE,
                                   stderr=subprocess.DEVNULL, text=True)
     for thread in writer_threads:
         thread.start()
@@ -135,10 +124,10 @@ def test_every_client_gets_its_whole_stream_under_chaos(
             if action.startswith("late chain"):
                 start_chain(int(action.split()[-1]))
             elif action == "kill redis":
-                kill_redis(chaos_redis)
+                kill_redis(own_redis)
                 faults += 1
             elif action == "restart redis":
-                chaos_redis.start()
+                own_redis.start()
             elif action.startswith("kill daphne"):
                 servers.kill(int(action.split()[-1]))
                 faults += 1
@@ -184,7 +173,7 @@ def test_every_client_gets_its_whole_stream_under_chaos(
     sessions = sum(n for name, n in counts.items() if name.startswith(("sessions", "broken sessions", "failed")))
     items = len(set().union(*map(set, streams.values())))
     logs = "".join(server.logs() for server in servers.all)
-    # CONTRACT §4b: a read change written to an SSE stream before its headers (issue 9,
+    # docs/protocol.md §4b: a read change written to an SSE stream before its headers (issue 9,
     # race 3) shows only in the server's log.
     sse_early = logs.count("HTTP response has not yet been started")
     print(f"items written {items:,} (send/ {counts['written: send/']}, announce/ {counts['written: announce/']}, "
