@@ -23,6 +23,7 @@ from .exceptions import InvalidParameter
 from .models import ApiToken
 from .params import parse_int
 from .selectors import inbox_page, unread_count
+from .validation import check_text
 
 logger = logging.getLogger(__name__)
 
@@ -131,11 +132,14 @@ def _json_body(request: HttpRequest) -> dict[str, Any]:
     if len(raw) > limit:
         raise too_large
     try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidParameter("body", "must be a JSON object") from None
+        # JSON is UTF-8 (RFC 8259 §8.1): no BOM, no UTF-16 or UTF-32 guessing.
+        value = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise InvalidParameter("body", "must be a JSON object in UTF-8") from None
     if not isinstance(value, dict):
-        raise InvalidParameter("body", "must be a JSON object")
+        raise InvalidParameter("body", "must be a JSON object in UTF-8")
+    for name, field in value.items():
+        check_text(name, field)
     return value
 
 
