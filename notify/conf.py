@@ -42,6 +42,17 @@ DEFAULTS: dict[str, Any] = {
     # Bytes a connection may have queued unsent before it is closed as too slow (it
     # resumes later with its cursor).
     "MAX_SEND_BUFFER_BYTES": 1024 * 1024,
+    # Open WebSockets, SSE streams and held long-polls of one user in one server
+    # process; past it a handshake is refused (403) and a stream or poll gets 429.
+    "MAX_CONNECTIONS_PER_USER": 100,
+    # WebSocket handshakes in progress at once from one client address (behind a
+    # proxy, run daphne with --proxy-headers so that this is the real client); past
+    # it a handshake is refused (403). 0 turns the cap off.
+    "MAX_HANDSHAKES_PER_CLIENT": 50,
+    # Seconds a client may take to send a request's line and headers under daphne
+    # (counted from the connection or, on a kept-alive connection, from the request
+    # line); then the connection is closed (see notify/daphne.py).
+    "HEADER_TIMEOUT_SECONDS": 30,
 }
 
 

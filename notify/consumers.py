@@ -109,6 +109,9 @@ class NotificationConsumer(DirectDispatch, Subscriber, AsyncWebsocketConsumer):
             allowed, origin = origin_allowed(self.scope)
             if not allowed:
                 return await self._refuse("cookie auth with missing or foreign Origin", origin)
+        cap = notify_settings.MAX_CONNECTIONS_PER_USER
+        if get_hub().connection_count(user.pk) >= cap:
+            return await self._refuse(f"user {user.pk} has {cap} connections open in this process")
         self.user = user
         self.user_id = user.pk
         self.joined = user.date_joined.timestamp()

@@ -439,6 +439,10 @@ class Hub:
         else:
             await _guard(subscriber.deliver(pushes))
 
+    def connection_count(self, user_id: int) -> int:
+        """Return how many subscribers (open connections) ``user_id`` has in this hub."""
+        return len(self.by_user.get(user_id, ()))
+
 
 def _lapsed_credentials(since: float, token_ids: set[int], user_ids: set[int]) -> tuple[set, set]:
     """Return ``(revoked token pks, inactive user pks)`` among those given; tokens are
