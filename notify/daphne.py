@@ -15,6 +15,9 @@ headers. ``install()`` (called from ``NotifyConfig.ready``, so it also works for
   connection closes; the body is never read.
 - A ``Sec-WebSocket-Protocol`` header that is not ASCII answers 400 before the upgrade
   (daphne decodes it as ASCII and answered 500).
+- daphne's own error pages (400 for a header value with a byte RFC 9110 forbids, a
+  non-ASCII path or query; 500 and 503) are CONTRACT §2 JSON under ``/notify/``
+  instead of HTML.
 - A connection that has not sent a request's line and headers within
   ``HEADER_TIMEOUT_SECONDS`` is closed (Twisted's only timeout is idle time, reset by
   every byte: one header byte every 5 s kept a socket open for good). Counted from the
@@ -97,6 +100,7 @@ def install() -> None:
     _wrap(WebRequest, "gotLength", _got_length)
     _wrap(WebRequest, "handleContentChunk", _handle_content_chunk)
     _wrap(WebRequest, "check_timeouts", _check_timeouts)
+    _wrap(WebRequest, "basic_error", _basic_error)
     _wrap(HTTPFactory, "buildProtocol", _build_protocol)
 
 
@@ -146,6 +150,19 @@ def _process(original, request):
             request.basic_error(400, b"Bad Request", "Invalid Sec-WebSocket-Protocol header")
             return None
     return original(request)
+
+
+def _basic_error(original, request, status, status_text, body):
+    """``WebRequest.basic_error``: under ``/notify/``, CONTRACT §2 JSON instead of HTML."""
+    if not (request.uri or b"").startswith(BODY_LIMITED_PREFIX):
+        return original(request, status, status_text, body)
+    from .streams import JSON_HEADERS, error_body
+
+    code = "bad_request" if status < 500 else "server_error"
+    request.handle_reply({"type": "http.response.start", "status": status,
+                          "headers": [*JSON_HEADERS, (b"x-content-type-options", b"nosniff")]})
+    request.handle_reply({"type": "http.response.body", "body": error_body(code, body)})
+    return None
 
 
 def _body_limited(request) -> bool:

@@ -160,3 +160,16 @@ def test_slow_headers_of_a_kept_alive_request_are_cut_off(daphne_factory):
     server = daphne_factory(DJANGO_SETTINGS_MODULE="tests.hostile_settings")
     first = b"GET /notify/poll/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"  # a complete request: 401
     assert trickle(server.port, first + b"GET /notify/poll/ HTTP/1.1\r\n", DRIP)
+
+
+def test_daphne_own_errors_under_notify_are_json(daphne_factory):
+    # A header value with a byte RFC 9110 forbids: daphne's own 400 page. (A non-ASCII
+    # request line gets Twisted's bare "400 Bad Request" before daphne sees it.)
+    server = daphne_factory()
+    request_head = b"GET /notify/poll/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Odd: a\x85b\r\n\r\n"
+    head, _, body = raw_request(server.port, request_head).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"content-type: application/json" in head.lower()
+    if b"transfer-encoding: chunked" in head.lower():
+        body = body.split(b"\r\n")[1]
+    assert json.loads(body)["error"]["code"] == "bad_request"
