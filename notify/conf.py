@@ -49,9 +49,9 @@ DEFAULTS: dict[str, Any] = {
     # proxy, run daphne with --proxy-headers so that this is the real client); past
     # it a handshake is refused (403). 0 turns the cap off.
     "MAX_HANDSHAKES_PER_CLIENT": 50,
-    # Seconds a client may take to send a request's line and headers under daphne
-    # (counted from the connection or, on a kept-alive connection, from the request
-    # line); then the connection is closed (see notify/daphne.py).
+    # Seconds a client may take to send a request's line and headers under daphne,
+    # counted from the connection or, on a kept-alive connection, from the end of the
+    # previous response; then the connection is closed (see notify/daphne.py).
     "HEADER_TIMEOUT_SECONDS": 30,
 }
 

@@ -18,12 +18,11 @@ headers. ``install()`` (called from ``NotifyConfig.ready``, so it also works for
 - daphne's own error pages (400 for a header value with a byte RFC 9110 forbids, a
   non-ASCII path or query; 500 and 503) are CONTRACT §2 JSON under ``/notify/``
   instead of HTML.
-- A connection that has not sent a request's line and headers within
-  ``HEADER_TIMEOUT_SECONDS`` is closed (Twisted's only timeout is idle time, reset by
-  every byte: one header byte every 5 s kept a socket open for good). Counted from the
-  connection for the first request, from the request line for later ones; a later
-  request line that trickles in is only bounded by Twisted's idle timeout (60 s
-  between bytes), which a proxy's ``client_header_timeout`` covers (docs/deploy.md).
+- A connection whose next request's line and headers are not complete within
+  ``HEADER_TIMEOUT_SECONDS`` is closed, counted from the connection and, on a kept-alive
+  connection, from the end of the previous response (so an idle kept-alive connection
+  is closed after that long too). Twisted's only timeout is idle time, reset by every
+  byte: one header byte every 5 s kept a socket open for good.
 
 Under any other ASGI server nothing here runs: the consumers and ``NotifyGuard`` apply
 the same limits later (after the server has read the body or message).
@@ -32,7 +31,6 @@ change; ``tests/test_daphne.py`` calls it.
 """
 
 import logging
-import time
 
 from .conf import notify_settings
 
@@ -52,7 +50,7 @@ def check_internals() -> None:
     from daphne.http_protocol import HTTPFactory, WebRequest
     from daphne.server import Server
     from daphne.ws_protocol import WebSocketProtocol
-    from twisted.web.http import HTTPChannel
+    from twisted.web.http import HTTPChannel, _genericHTTPChannelProtocolFactory
 
     problems = []
     run = inspect.getsource(Server.run)
@@ -61,7 +59,7 @@ def check_internals() -> None:
         if needle not in run:
             problems.append(f"daphne Server.run no longer passes {needle}")
     for cls, names in ((AutobahnProtocol, ("_max_message_size_exceeded", "_fail_connection", "failByDrop")),
-                       (WebRequest, ("process", "gotLength", "handleContentChunk", "check_timeouts", "basic_error")),
+                       (WebRequest, ("process", "gotLength", "handleContentChunk", "finish", "basic_error")),
                        (HTTPFactory, ("buildProtocol",)),
                        (HTTPChannel, ("allHeadersReceived", "lineReceived"))):
         for name in names:
@@ -71,6 +69,8 @@ def check_internals() -> None:
         problems.append("autobahn _max_message_size_exceeded no longer fails the connection")
     if "req.gotLength(self.length)" not in inspect.getsource(HTTPChannel.allHeadersReceived):
         problems.append("Twisted HTTPChannel.allHeadersReceived no longer calls gotLength")
+    if "_GenericHTTPChannelProtocol(HTTPChannel())" not in inspect.getsource(_genericHTTPChannelProtocolFactory):
+        problems.append("Twisted no longer wraps HTTPChannel in _GenericHTTPChannelProtocol(._channel)")
     if "self._path = request" not in inspect.getsource(HTTPChannel.lineReceived):
         problems.append("Twisted HTTPChannel no longer keeps the request path in _path")
     if "self.server.protocol_connected(self)" not in inspect.getsource(WebRequest.__init__):
@@ -99,7 +99,7 @@ def install() -> None:
     _wrap(WebRequest, "process", _process)
     _wrap(WebRequest, "gotLength", _got_length)
     _wrap(WebRequest, "handleContentChunk", _handle_content_chunk)
-    _wrap(WebRequest, "check_timeouts", _check_timeouts)
+    _wrap(WebRequest, "finish", _finish)
     _wrap(WebRequest, "basic_error", _basic_error)
     _wrap(HTTPFactory, "buildProtocol", _build_protocol)
 
@@ -173,8 +173,8 @@ def _body_limited(request) -> bool:
 def _got_length(original, request, length):
     """``WebRequest.gotLength``: the headers are complete; refuse a declared body over
     ``MAX_BODY_BYTES`` before reading it."""
-    request._notify_headers_done = True
-    request.channel._notify_any_headers = True
+    channel = request.channel
+    channel._notify_headers = getattr(channel, "_notify_headers", 0) + 1
     request._notify_body_bytes = 0
     original(request, length)
     if length is not None and length > notify_settings.MAX_BODY_BYTES and _body_limited(request):
@@ -212,36 +212,38 @@ def _refuse_body(request) -> None:
     transport.loseConnection()
 
 
-def _check_timeouts(original, request):
-    """``WebRequest.check_timeouts`` (every 2 s): close a connection whose request line
-    came ``HEADER_TIMEOUT_SECONDS`` ago without the headers completing."""
-    if not request.finished and not getattr(request, "_notify_headers_done", False):
-        started = request.server.connections.get(request, {}).get("connected")
-        if started is not None and time.time() - started > notify_settings.HEADER_TIMEOUT_SECONDS:
-            _close_slow(request.channel)
-            return None
-    return original(request)
-
-
 def _build_protocol(original, factory, addr):
-    """``HTTPFactory.buildProtocol``: close the connection if its first request's
-    headers are not complete within ``HEADER_TIMEOUT_SECONDS``."""
-    channel = original(factory, addr)
+    """``HTTPFactory.buildProtocol``: the first request's headers have
+    ``HEADER_TIMEOUT_SECONDS`` from now."""
+    protocol = original(factory, addr)
+    # Twisted wraps the HTTPChannel in a _GenericHTTPChannelProtocol (for HTTP/2).
+    _arm_header_deadline(getattr(protocol, "_channel", protocol))
+    return protocol
+
+
+def _finish(original, request):
+    """``WebRequest.finish``: on a kept-alive connection, the next request's headers
+    have ``HEADER_TIMEOUT_SECONDS`` from now."""
+    channel = request.channel
+    original(request)
+    if channel is not None:
+        _arm_header_deadline(channel)
+
+
+def _arm_header_deadline(channel) -> None:
     from twisted.internet import reactor
 
-    reactor.callLater(notify_settings.HEADER_TIMEOUT_SECONDS, _first_headers_deadline, channel)
-    return channel
+    reactor.callLater(notify_settings.HEADER_TIMEOUT_SECONDS, _header_deadline, channel,
+                      getattr(channel, "_notify_headers", 0))
 
 
-def _first_headers_deadline(channel) -> None:
-    if not getattr(channel, "_notify_any_headers", False):
-        _close_slow(channel)
-
-
-def _close_slow(channel) -> None:
+def _header_deadline(channel, headers_seen: int) -> None:
+    """Close ``channel`` unless a request's headers completed since the deadline was set."""
+    if getattr(channel, "_notify_headers", 0) != headers_seen:
+        return
     transport = channel.transport
     if transport is None or not getattr(transport, "connected", False) or transport.disconnecting:
         return
-    logger.info("notify: closing connection of %s: request headers not complete in %s s",
+    logger.info("notify: closing connection of %s: no complete request headers in %s s",
                 transport.getPeer(), notify_settings.HEADER_TIMEOUT_SECONDS)
     transport.abortConnection()
