@@ -71,7 +71,8 @@ class NotificationConsumer(DirectDispatch, Subscriber, AsyncWebsocketConsumer):
     """Push a user's stream over ``/ws/notify/?since=<id>``.
 
     Handshake: refused (HTTP 403, never opened) without valid credentials, with a
-    service key, or cookie-authenticated with a missing or foreign ``Origin``; each
+    service key, cookie-authenticated with a missing or foreign ``Origin``, or when the
+    user already has ``MAX_CONNECTIONS_PER_USER`` connections in this process; each
     refusal is logged at WARNING on the ``notify`` logger. A bad ``since`` gets an
     ``error`` frame (``invalid_parameter``) and close code 4400.
 
