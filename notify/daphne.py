@@ -30,13 +30,13 @@ the same limits later (after the server has read the body or message).
 change; ``tests/test_daphne.py`` calls it.
 """
 
+import functools
 import logging
 
 from .conf import notify_settings
 
 logger = logging.getLogger("notify")
 
-CLOSE_TOO_LARGE = 4009
 BODY_LIMITED_PREFIX = b"/notify/"
 _installed = False
 
@@ -79,6 +79,31 @@ def check_internals() -> None:
         problems.append("daphne now decodes Sec-WebSocket-Protocol differently: revisit the 400 guard")
     if problems:
         raise RuntimeError("notify.daphne: " + "; ".join(problems))
+
+
+def wrap_send(send, hook):
+    """Return an ASGI ``send`` that passes each message through ``hook`` first.
+
+    Under daphne, ``send`` is ``functools.partial(server.handle_reply, protocol)``, and
+    the hub reaches the connection through ``send.args[0]`` (``notify.hub.SocketWriter``,
+    ``buffered_bytes``): the wrapper keeps that shape, so a guarded connection keeps
+    its fast path and its send-buffer bound. Under another server it is a plain
+    coroutine function.
+
+    Args:
+        send: the server's ASGI send callable.
+        hook: ``hook(message) -> message``, called before each message is sent.
+    """
+    if isinstance(send, functools.partial) and send.args:
+        async def call(protocol, message):
+            return await send(hook(message))
+
+        return functools.partial(call, send.args[0])
+
+    async def plain(message):
+        return await send(hook(message))
+
+    return plain
 
 
 def install() -> None:
@@ -129,6 +154,8 @@ def _server_run(original, server):
 def _message_too_large(self, size, limit, reason) -> None:
     """autobahn's hook for a message or frame over the limit: close with 4009 (and a
     close frame) instead of autobahn's 1009 (and, with daphne's options, a TCP drop)."""
+    from .consumers import CLOSE_TOO_LARGE
+
     logger.info("notify: closing WebSocket of %s with %d: %s", getattr(self, "client_addr", None),
                 CLOSE_TOO_LARGE, reason)
     self.failByDrop = False

@@ -29,6 +29,7 @@ from django.http import HttpResponse
 from django.middleware.security import SecurityMiddleware
 
 from .conf import notify_settings
+from .daphne import wrap_send
 from .streams import JSON_HEADERS, error_body
 
 logger = logging.getLogger("notify")
@@ -118,15 +119,15 @@ class NotifyGuard:
             return await send_error(send, 413, "payload_too_large",
                                     f"The request body is over {limit} bytes.", extra)
 
-        async def send_with_headers(message):
+        def add_headers(message):
             if message["type"] == "http.response.start":
                 present = {name.lower() for name, _ in message.get("headers", ())}
                 added = [(name, value) for name, value in extra if name not in present]
                 if added:
                     message = {**message, "headers": [*message.get("headers", ()), *added]}
-            await send(message)
+            return message
 
-        return await self.app(scope, receive, send_with_headers)
+        return await self.app(scope, receive, wrap_send(send, add_headers))
 
     async def websocket(self, scope, receive, send):
         client = (scope.get("client") or ("unknown", 0))[0]
@@ -146,13 +147,13 @@ class NotifyGuard:
                 if self.handshakes[client] <= 0:
                     del self.handshakes[client]
 
-        async def send_and_count(message):
+        def count(message):
             if message["type"] in ("websocket.accept", "websocket.close"):
                 done()
-            await send(message)
+            return message
 
         try:
-            return await self.app(scope, receive, send_and_count)
+            return await self.app(scope, receive, wrap_send(send, count))
         finally:
             done()
 

@@ -173,3 +173,22 @@ def test_daphne_own_errors_under_notify_are_json(daphne_factory):
     if b"transfer-encoding: chunked" in head.lower():
         body = body.split(b"\r\n")[1]
     assert json.loads(body)["error"]["code"] == "bad_request"
+
+
+async def test_wrapped_send_keeps_daphnes_shape_for_the_hub():
+    # notify.hub reaches the connection through send.args[0]; NotifyGuard's wrapper must
+    # not hide it (or the send-buffer bound and the direct socket writes stop working).
+    import functools
+
+    from notify.daphne import wrap_send
+
+    sent = []
+
+    async def handle_reply(protocol, message):
+        sent.append((protocol, message))
+
+    protocol = object()
+    wrapped = wrap_send(functools.partial(handle_reply, protocol), lambda m: {**m, "seen": True})
+    assert isinstance(wrapped, functools.partial) and wrapped.args[0] is protocol
+    await wrapped({"type": "x"})
+    assert sent == [(protocol, {"type": "x", "seen": True})]
