@@ -162,6 +162,10 @@ STORAGES = {
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LOGIN_URL = "/accounts/login/"
+# Sign-in throttle (config/login.py): attempts per username and per client address,
+# as django-ratelimit rates.
+LOGIN_RATE_PER_USERNAME = env.str("DJANGO_LOGIN_RATE_PER_USERNAME", default="10/10m")
+LOGIN_RATE_PER_ADDRESS = env.str("DJANGO_LOGIN_RATE_PER_ADDRESS", default="50/10m")
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 

@@ -7,9 +7,14 @@ from django.urls import include, path
 
 from notify.views import inbox_page
 
+from .login import ThrottledLoginView, admin_login
+
 urlpatterns = [
     path("", inbox_page, name="home"),
+    path("admin/login/", admin_login),  # ahead of the admin's own, same name resolution
     path("admin/", admin.site.urls),
+    # Before Django's auth URLs, so that "login" is the throttled view.
+    path("accounts/login/", ThrottledLoginView.as_view(), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("notify/", include("notify.urls")),
 ]

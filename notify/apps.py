@@ -10,3 +10,7 @@ class NotifyConfig(AppConfig):
 
     def ready(self):
         from . import checks  # noqa: F401  (registers the system checks)
+        from .realtime.daphne import install
+
+        # Limits daphne must enforce before the application runs (issue 10).
+        install()

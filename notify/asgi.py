@@ -32,6 +32,7 @@ from django.urls import NoReverseMatch, get_script_prefix, reverse
 
 from .auth import TokenOrSessionMiddleware
 from .conf import notify_settings
+from .middleware import NotifyGuard, refuse_unrouted
 from .transports.longpoll import PollConsumer
 from .transports.sse import EventStreamConsumer
 from .transports.websocket import NotificationConsumer
@@ -68,22 +69,22 @@ def get_application(django_asgi_app, *, websocket=None):
             return await notify_websocket(scope, receive, send)
         if websocket is not None:
             return await websocket(scope, receive, send)
-        return await _refuse_websocket(scope, receive, send)
+        return await refuse_unrouted(scope, receive, send)
 
     return wrap(ProtocolTypeRouter({"http": route_http, "websocket": route_websocket}))
 
 
 def wrap(application):
-    """Wrap the routed application in the ASGI middleware every notify site needs.
-
-    The one place for guards that must see each connection before routing (e.g.
-    hostile-input limits, a server adapter); ``get_application`` applies it, so a host
-    project gets them without touching its ``asgi.py``. Today there are none.
+    """Wrap the routed application in the ASGI middleware every notify site needs:
+    ``notify.middleware.NotifyGuard`` (allowed hosts and body size under notify's
+    prefix, Django's security headers and SSL redirect for the consumers, a cap on
+    handshakes in progress per client). ``get_application`` applies it, so a host
+    project gets them without touching its ``asgi.py``.
 
     Returns:
         The wrapped ASGI application.
     """
-    return application
+    return NotifyGuard(application)
 
 
 @functools.cache
@@ -117,10 +118,3 @@ def _local_path(scope) -> str:
     path = scope["path"]
     root = scope.get("root_path") or ""
     return path[len(root):] if root and path.startswith(root) else path
-
-
-async def _refuse_websocket(scope, receive, send) -> None:
-    """Refuse a handshake on a path nobody serves: the client sees HTTP 403."""
-    message = await receive()
-    if message["type"] == "websocket.connect":
-        await send({"type": "websocket.close", "code": 1000})

@@ -50,6 +50,17 @@ DEFAULTS: dict[str, Any] = {
     # in-memory layer, pushes lost by Redis). None: 1 s on the in-memory layer, 3 s on
     # a shared one; 0: off.
     "DB_TAIL_SECONDS": None,
+    # Open WebSockets, SSE streams and held long-polls of one user in one server
+    # process; past it a handshake is refused (403) and a stream or poll gets 429.
+    "MAX_CONNECTIONS_PER_USER": 100,
+    # WebSocket handshakes in progress at once from one client address (behind a
+    # proxy, run daphne with --proxy-headers so that this is the real client); past
+    # it a handshake is refused (403). 0 turns the cap off.
+    "MAX_HANDSHAKES_PER_CLIENT": 50,
+    # Seconds a client may take to send a request's line and headers under daphne,
+    # counted from the connection or, on a kept-alive connection, from the end of the
+    # previous response; then the connection is closed (see notify/daphne.py).
+    "HEADER_TIMEOUT_SECONDS": 30,
 }
 
 

@@ -4,12 +4,34 @@ Nothing under ``static/`` knows a path: pages render these (the ``notify_tags``
 template tags) and the JS client reads them (docs/protocol.md §7).
 """
 
+import functools
+from typing import Any
+
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.shortcuts import resolve_url
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.urls import NoReverseMatch, get_script_prefix, reverse
 
 from .conf import notify_settings
+
+
+@functools.cache
+def mount_prefix() -> str:
+    """Return the path where the URLconf mounted ``notify.urls`` (e.g. ``/notify/``):
+    every HTTP answer under it is JSON (docs/protocol.md §2). Falls back to ``/notify/``
+    when ``notify.urls`` is not mounted. Cached; dropped when ``ROOT_URLCONF`` changes."""
+    try:
+        return reverse("notify:inbox")
+    except NoReverseMatch:
+        return "/notify/"
+
+
+@receiver(setting_changed)
+def _forget_mount_prefix(*, setting: str, **kwargs: Any) -> None:
+    if setting == "ROOT_URLCONF":
+        mount_prefix.cache_clear()
 
 
 def client_urls() -> dict[str, str]:

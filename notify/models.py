@@ -186,6 +186,12 @@ def hash_token(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+def token_hint(raw: str) -> str:
+    """Return what may be shown of a raw token: its prefix and last 4 characters
+    (``ntk_…4242``), as Stripe shows its keys; never more of the secret."""
+    return f"{raw[:4]}…{raw[-4:]}"
+
+
 class ApiTokenQuerySet(models.QuerySet):
     def issue(self, *, user=None, name: str = "", service: bool = False) -> str:
         """Create a token and return its raw value; only its hash is stored.
@@ -231,7 +237,10 @@ class ApiToken(models.Model):
     )
     name = models.CharField(max_length=100, blank=True, default="")
     digest = models.CharField(max_length=64, unique=True, editable=False)
-    hint = models.CharField(max_length=12, editable=False, help_text="The token's first characters.")
+    hint = models.CharField(
+        max_length=12, editable=False,
+        help_text="The token's prefix and last 4 characters (ntk_…4242), to tell tokens apart.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     revoked_at = models.DateTimeField(null=True, blank=True)
 
@@ -242,7 +251,7 @@ class ApiToken(models.Model):
 
     def __str__(self):
         owner = self.user if self.user_id else self.name
-        return f"{self.get_kind_display()} {self.hint}… ({owner})"
+        return f"{self.get_kind_display()} {self.hint} ({owner})"
 
     @property
     def is_service(self) -> bool:
@@ -253,5 +262,5 @@ class ApiToken(models.Model):
         (``nsk_...`` for a service key, ``ntk_...`` for a personal token)."""
         raw = ("nsk_" if self.is_service else "ntk_") + secrets.token_urlsafe(32)
         self.digest = hash_token(raw)
-        self.hint = raw[:10]
+        self.hint = token_hint(raw)
         return raw

@@ -19,7 +19,7 @@ from .realtime.broker import publish, publish_entries, read_message, revoke_mess
 from .locks import lock_streams
 from .models import ANNOUNCEMENT_KIND, Announcement, ApiToken, Entry, Notification, Receipt, StreamState, hash_token
 from .selectors import stream_summary, unread_count
-from .validation import AnnouncementFields, NotificationFields, validate
+from .validation import AnnouncementFields, NotificationFields, check_text, validate
 
 logger = logging.getLogger(__name__)
 
@@ -56,10 +56,13 @@ def resolve_recipients(recipients: Any, *, usernames: bool = False) -> list[int]
             named.append(item)
         else:
             raise InvalidParameter("recipients", f"{item!r} is not a user or user id")
+    check_text("recipients", [name for name in named if isinstance(name, str)])
     named = list(dict.fromkeys(named))
     if len(named) > notify_settings.MAX_RECIPIENTS:
         raise InvalidParameter("recipients", f"at most {notify_settings.MAX_RECIPIENTS} recipients")
-    ids = {pk for pk in named if isinstance(pk, int)}
+    # A pk outside the id column's range (64-bit) names no user; the database would
+    # reject it rather than find nothing.
+    ids = {pk for pk in named if isinstance(pk, int) and 0 < pk < 2**63}
     names = {name for name in named if isinstance(name, str)}
     found_ids = set(User.objects.filter(pk__in=ids).values_list("pk", flat=True)) if ids else set()
     name_field = User.USERNAME_FIELD

@@ -106,11 +106,11 @@ async def test_one_message_per_send_reaches_every_connection_of_the_process(make
 @pytest.mark.django_db(transaction=True)
 async def test_revocation_that_no_layer_message_announced_still_closes_the_socket(user, channel_layer, monkeypatch):
     from notify.realtime import hub as hub_module
-    from notify.models import ApiToken
+    from notify.models import ApiToken, hash_token
 
     monkeypatch.setattr(hub_module, "CREDENTIALS_CHECK_SECONDS", 0.1)
     raw = await database_sync_to_async(ApiToken.objects.issue)(user=user)
-    token = await database_sync_to_async(ApiToken.objects.get)(hint=raw[:10])
+    token = await database_sync_to_async(ApiToken.objects.get)(digest=hash_token(raw))
     app = NotificationConsumer.as_asgi()
 
     async def with_token(scope, receive, send):

@@ -17,7 +17,7 @@ from django.contrib.auth.models import Group
 from django.http import Http404, HttpRequest, HttpResponseBase
 from django.urls import reverse
 from django.middleware.csrf import CsrfViewMiddleware
-from ninja import Field, NinjaAPI, Query, Schema
+from ninja import Field, NinjaAPI, Query, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.parser import Parser
 from ninja.security import APIKeyCookie, HttpBearer
@@ -29,6 +29,7 @@ from ..conf import notify_settings
 from ..exceptions import InvalidParameter, RateLimited
 from ..models import ApiToken
 from ..selectors import inbox_page, unread_count
+from ..validation import check_text
 from .errors import ApiError, error_response
 
 logger = logging.getLogger(__name__)
@@ -146,16 +147,17 @@ def check_body_size(request: HttpRequest) -> None:
 
 
 class JsonBody(Parser):
-    """A JSON object body. Anything else parses to a value that fails every body
-    schema, so the answer is ``400 invalid_parameter`` naming ``body`` (ninja would
+    """A JSON object body in UTF-8. Anything else parses to a value that fails every
+    body schema, so the answer is ``400 invalid_parameter`` naming ``body`` (ninja would
     answer a parser exception with its own message)."""
 
     NOT_AN_OBJECT = ("not a JSON object",)
 
     def parse_body(self, request: HttpRequest) -> Any:
         try:
-            value = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError, RecursionError):
+            # JSON is UTF-8 (RFC 8259 §8.1): no BOM, no UTF-16 or UTF-32 guessing.
+            value = json.loads(request.body.decode("utf-8"))
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             return self.NOT_AN_OBJECT
         return value if isinstance(value, dict) else self.NOT_AN_OBJECT
 
@@ -284,7 +286,7 @@ def unread(request):
 def mark_read(request, payload: ReadIn):
     """Mark ``ids`` (the user's own; others are ignored) or ``all`` read; the user's open
     connections get a ``read`` frame."""
-    if payload.all is not None:
+    if "all" in payload.model_fields_set:
         if payload.all is not True:
             raise InvalidParameter("all", "must be true")
         if payload.ids is not None:
@@ -304,7 +306,7 @@ def send(request, payload: SendIn):
     fields = payload.model_dump(exclude_unset=True)
     recipients = fields.pop("recipients")
     created_list, created = services.send(recipients, usernames=True, **fields)
-    return (201 if created else 200), {"ids": [n.pk for n in created_list]}
+    return Status(201 if created else 200, {"ids": [n.pk for n in created_list]})
 
 
 @api.post("announce/", auth=ServiceKeyAuth(), response={201: AnnounceOut, **_AUTH_ERRORS}, url_name="api-announce")
@@ -314,12 +316,13 @@ def announce(request, payload: AnnounceIn):
     group_name = fields.pop("group", None)
     audience = None
     if group_name is not None:
+        check_text("group", group_name)
         audience = Group.objects.filter(name=group_name).first()
         if audience is None:
             raise InvalidParameter("group", f"no group named {group_name[:80]!r}")
     expires_at: datetime | None = services.parse_expires_at(fields.pop("expires_at", None))
     announcement = services.announce(audience=audience, expires_at=expires_at, **fields)
-    return 201, {"id": announcement.pk}
+    return Status(201, {"id": announcement.pk})
 
 
 # Errors

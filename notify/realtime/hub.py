@@ -198,6 +198,10 @@ class Hub:
             # Nobody listens until the next start, which reads the newest id again.
             self.sequencer.reset()
 
+    def connection_count(self, user_id: int) -> int:
+        """Return how many connections ``user_id`` has registered with this hub."""
+        return len(self.by_user.get(user_id, ()))
+
     def links(self):
         """Yield every local connection (a snapshot, safe against changes)."""
         for group in list(self.by_user.values()):

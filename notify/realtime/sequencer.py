@@ -36,10 +36,13 @@ logger = logging.getLogger(__name__)
 GAP_GRACE_SECONDS = 0.15
 # The most entries one database read returns; a longer gap is read in several steps.
 FILL_LIMIT = 5000
-# How long an id found absent is re-read before each release (seconds): a send
-# transaction that stays open longer than this, and whose push is lost as well, is
-# delivered at the client's next resume instead of live.
-ABSENT_RECHECK_SECONDS = 30.0
+# How long an id found absent is re-read before each release (seconds). The limit is
+# honest, not free: a send whose transaction stays open longer than this after its id
+# was allocated, AND whose push is lost as well, can be passed by a connected client's
+# cursor once a later item of the same stream is released; that client then has it in
+# its inbox list but not in its stream. Send transactions are short (the stream lock
+# is held from the id's allocation to the commit), so the window is generous.
+ABSENT_RECHECK_SECONDS = 120.0
 # The most absent ids remembered at once (the oldest are forgotten first).
 ABSENT_LIMIT = 10_000
 

@@ -16,6 +16,7 @@ from typing import Any
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 
+from ..conf import notify_settings
 from ..http.errors import error_body
 from ..realtime import daphne
 from ..realtime.hub import Connection, get_hub
@@ -137,8 +138,9 @@ class StreamConsumer(DirectDispatch, AsyncHttpConsumer):
             self._wake()
 
     async def check_request(self) -> bool:
-        """Answer 405/401/403 when the request may not use the stream; return whether
-        it may. Sets ``user`` and ``link``."""
+        """Answer 405/401/403 when the request may not use the stream, or 429 when the
+        user already has ``MAX_CONNECTIONS_PER_USER`` connections in this process;
+        return whether it may. Sets ``user`` and ``link``."""
         if self.scope["method"] != "GET":
             await self.send_error(405, "method_not_allowed", f"Method {self.scope['method']} is not allowed; use GET.",
                                   [(b"allow", b"GET")])
@@ -151,6 +153,13 @@ class StreamConsumer(DirectDispatch, AsyncHttpConsumer):
         if user is None or not user.is_authenticated:
             await self.send_error(401, "not_authenticated", "Sign in, or send Authorization: Bearer <token>.",
                                   [(b"www-authenticate", b'Bearer realm="notify"')])
+            return False
+        cap = notify_settings.MAX_CONNECTIONS_PER_USER
+        if get_hub().connection_count(user.pk) >= cap:
+            logger.warning("notify: %s refused: user %s has %d connections open in this process",
+                           self.scope["path"], user.pk, cap)
+            await self.send_error(429, "rate_limited", f"Too many open connections (at most {cap}); retry later.",
+                                  [(b"retry-after", b"5")])
             return False
         self.user = user
         self.link = Connection(self, user, token.pk if token is not None else None)

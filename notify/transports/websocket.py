@@ -55,7 +55,8 @@ class NotificationConsumer(DirectDispatch, AsyncWebsocketConsumer):
     """Push a user's stream over ``/ws/notify/?since=<id>``.
 
     Handshake: refused (HTTP 403, never opened) without valid credentials, with a
-    service key, or cookie-authenticated with a missing or foreign ``Origin``; each
+    service key, cookie-authenticated with a missing or foreign ``Origin``, or when the
+    user already has ``MAX_CONNECTIONS_PER_USER`` connections in this process; each
     refusal is logged at WARNING on the ``notify`` logger. A bad ``since`` gets an
     ``error`` frame (``invalid_parameter``) and close code 4400.
 
@@ -93,6 +94,9 @@ class NotificationConsumer(DirectDispatch, AsyncWebsocketConsumer):
             allowed, origin = origin_allowed(self.scope)
             if not allowed:
                 return await self._refuse("cookie auth with missing or foreign Origin", origin)
+        cap = notify_settings.MAX_CONNECTIONS_PER_USER
+        if get_hub().connection_count(user.pk) >= cap:
+            return await self._refuse(f"user {user.pk} has {cap} connections open in this process")
         self.user = user
         self.link = link = Connection(self, user, token.pk if token is not None else None)
         subprotocols = self.scope.get("subprotocols") or []
