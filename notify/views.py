@@ -8,12 +8,22 @@ from .http.errors import error_response
 from .conf import notify_settings
 
 
-@login_required
-@ensure_csrf_cookie
+@csrf_exempt
 def inbox_page(request):
     """Render the signed-in user's inbox page (docs/protocol.md §7), ``notify/inbox.html``
     extending ``notify/base.html``; anonymous users are redirected to
-    ``settings.LOGIN_URL`` with ``?next=<this path>``."""
+    ``settings.LOGIN_URL`` with ``?next=<this path>``. The page only reads: any method
+    but GET and HEAD is ``405 method_not_allowed`` as JSON (it sits under notify's
+    prefix, where every error is JSON), before any CSRF check could answer in HTML."""
+    if request.method not in ("GET", "HEAD"):
+        return error_response(405, "method_not_allowed", f"Method {request.method[:20]} is not allowed; use GET.",
+                              {"Allow": "GET, HEAD"})
+    return _inbox(request)
+
+
+@login_required
+@ensure_csrf_cookie
+def _inbox(request):
     return render(request, "notify/inbox.html", {"heartbeat_seconds": notify_settings.HEARTBEAT_SECONDS})
 
 

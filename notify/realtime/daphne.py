@@ -61,6 +61,16 @@ def receive_queue(receive) -> asyncio.Queue | None:
     return None
 
 
+def closed_while_sending(exc: BaseException) -> bool:
+    """Whether ``exc`` is autobahn's refusal to send on a WebSocket that has closed (the
+    client went away mid-send; its ``websocket.disconnect`` follows)."""
+    try:
+        from autobahn.exception import Disconnected
+    except ImportError:  # another server
+        return False
+    return isinstance(exc, Disconnected)
+
+
 def drop(send) -> bool:
     """Abort the connection behind ``send`` at once, without a closing handshake (a
     client too slow to read); return whether it could be done."""

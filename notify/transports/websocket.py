@@ -191,7 +191,11 @@ class NotificationConsumer(DirectDispatch, AsyncWebsocketConsumer):
     async def send_text(self, text: str) -> None:
         if self.link is not None:
             self.link.sent()
-        await self.base_send({"type": "websocket.send", "text": text})
+        try:
+            await self.base_send({"type": "websocket.send", "text": text})
+        except Exception as exc:
+            if not daphne.closed_while_sending(exc):
+                raise
 
     async def send_frame(self, frame: dict) -> None:
         await self.send_text(frames.ws_json(frame))
