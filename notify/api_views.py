@@ -20,6 +20,7 @@ from django.views.decorators.csrf import csrf_exempt
 from . import services
 from .conf import notify_settings
 from .exceptions import InvalidParameter
+from .logging import log_fields
 from .models import ApiToken
 from .params import parse_int
 from .selectors import inbox_page, unread_count
@@ -169,7 +170,8 @@ def api_view(method: str, *, service: bool = False) -> Callable:
             except InvalidParameter as exc:
                 return error_response(400, exc.code, str(exc))
             except Exception:
-                logger.exception("notify: %s %s failed", request.method, request.path)
+                logger.exception("notify: %s %s failed", request.method, request.path,
+                                 extra=log_fields("api.failed", method=request.method, path=request.path))
                 return error_response(500, "server_error", "The server failed; try again later.")
             response["Cache-Control"] = "no-store"
             return response

@@ -10,3 +10,6 @@ class NotifyConfig(AppConfig):
 
     def ready(self):
         from . import checks  # noqa: F401  (registers the system checks)
+        from .drain import install_under_daphne
+
+        install_under_daphne()  # graceful drain on SIGTERM/SIGINT (notify/drain.py)

@@ -47,6 +47,12 @@ DEFAULTS: dict[str, Any] = {
     # in-memory layer, pushes lost by Redis). None: 1 s on the in-memory layer, 3 s on
     # a shared one; 0: off.
     "DB_TAIL_SECONDS": None,
+    # Graceful drain on SIGTERM/SIGINT (notify.drain): the window in seconds over which
+    # the clients of a stopping process are told to reconnect elsewhere (each gets a
+    # random delay in it), and how long the process keeps answering before it exits.
+    "DRAIN_SECONDS": 10,
+    # Bearer token for <prefix>metrics (Prometheus). None: the endpoint answers 404.
+    "METRICS_TOKEN": None,
 }
 
 

@@ -12,10 +12,11 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.security.websocket import OriginValidator
 from django.conf import settings
 
-from . import services
+from . import drain, metrics, services
 from .conf import notify_settings
 from .exceptions import InvalidParameter
 from .hub import Push, SocketWriter, Subscriber, buffered_bytes, get_hub
+from .logging import log_fields
 from .params import parse_int, query_params
 from .selectors import StreamRead, aread_stream
 from .serializers import dumps
@@ -108,13 +109,14 @@ class NotificationConsumer(DirectDispatch, Subscriber, AsyncWebsocketConsumer):
         if self.scope.get("notify_auth") == "session":
             allowed, origin = origin_allowed(self.scope)
             if not allowed:
-                return await self._refuse("cookie auth with missing or foreign Origin", origin)
+                return await self._refuse("cookie auth with missing or foreign Origin", origin, "refused_origin")
         self.user = user
         self.user_id = user.pk
         self.joined = user.date_joined.timestamp()
         self.token_id = token.pk if token is not None else None
         subprotocols = self.scope.get("subprotocols") or []
         await self.accept(SUBPROTOCOL if SUBPROTOCOL in subprotocols else None)
+        metrics.handshake("accepted")
         self.writer = SocketWriter.for_send(self.base_send)
         try:
             since = parse_int("since", query_params(self.scope).get("since"), default=None)
@@ -135,9 +137,11 @@ class NotificationConsumer(DirectDispatch, Subscriber, AsyncWebsocketConsumer):
         await self._send_backlog(stream)
         await self.flush_pending()
 
-    async def _refuse(self, reason: str, origin: str | None = None):
+    async def _refuse(self, reason: str, origin: str | None = None, result: str = "refused_auth"):
         client = self.scope.get("client")
-        logger.warning("notify: WebSocket refused (%s); Origin=%r client=%r", reason, origin, client)
+        metrics.handshake(result)
+        logger.warning("notify: WebSocket refused (%s); Origin=%r client=%r", reason, origin, client,
+                       extra=log_fields("websocket.refused", self, reason=reason, origin=origin, result=result))
         await self.close()  # before accept: daphne answers HTTP 403
 
     async def _send_backlog(self, stream: StreamRead) -> None:
@@ -214,15 +218,19 @@ class NotificationConsumer(DirectDispatch, Subscriber, AsyncWebsocketConsumer):
 
     async def deliver(self, pushes: list[Push]) -> None:
         writer = self.writer
-        for push in self.take_new(pushes):
+        fresh = self.take_new(pushes)
+        for push in fresh:
             if writer is None or not writer.write(push.ws_wire):
                 await self.send_text(push.ws_frame)
+        metrics.delivered(self.transport, fresh)
         self.last_sent = time.monotonic()
         backlog = buffered_bytes(self.base_send)
         if backlog is not None and backlog > notify_settings.MAX_SEND_BUFFER_BYTES:
             # A client that does not read must not grow our memory without bound: drop
             # it; it resumes from its cursor when it reconnects.
-            logger.warning("notify: closing slow WebSocket of user %s (%d bytes unsent)", self.user_id, backlog)
+            logger.warning("notify: closing slow WebSocket of user %s (%d bytes unsent)", self.user_id, backlog,
+                           extra=log_fields("websocket.slow_client_dropped", self, unsent_bytes=backlog))
+            metrics.slow_client_dropped()
             self.base_send.args[0].dropConnection(abort=True)
 
     async def deliver_read(self, event) -> None:
@@ -237,3 +245,9 @@ class NotificationConsumer(DirectDispatch, Subscriber, AsyncWebsocketConsumer):
 
     async def revoke(self) -> None:
         await self.close(CLOSE_REVOKED)
+
+    async def drain(self, delay_ms: int) -> None:
+        if self.subscribed:
+            get_hub().unsubscribe(self)
+            self.subscribed = False
+        await drain.close_for_restart(self.base_send, delay_ms)

@@ -17,6 +17,7 @@ subscription comes back after an outage, all through one ordering rule
 
 import asyncio
 import functools
+import itertools
 import logging
 import struct
 import time
@@ -29,7 +30,9 @@ from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db.models import Max
 
+from . import metrics
 from .conf import notify_settings
+from .logging import log_fields
 from .sequencer import Sequencer
 from .serializers import dumps
 
@@ -59,10 +62,12 @@ class Push:
     Args:
         data: ``{"obj": <notification object>, "recipient": user pk or None,
             "group": audience group pk or None, "created": POSIX seconds,
-            "expires": POSIX seconds or None}``.
+            "expires": POSIX seconds or None, "committed": POSIX seconds of the commit,
+            only in a push (for ``notify_delivery_latency_seconds``)}``.
     """
 
-    __slots__ = ("id", "obj", "recipient", "group", "created", "expires", "_json", "_ws", "_wire", "_sse")
+    __slots__ = ("id", "obj", "recipient", "group", "created", "expires", "committed", "_json", "_ws", "_wire",
+                 "_sse")
 
     def __init__(self, data: dict[str, Any]):
         self.obj = data["obj"]
@@ -71,6 +76,7 @@ class Push:
         self.group = data.get("group")
         self.created = data.get("created", 0.0)
         self.expires = data.get("expires")
+        self.committed = data.get("committed")
         self._json = None
         self._ws = None
         self._wire = None
@@ -136,7 +142,8 @@ class Subscriber:
     Attributes set by the transport before ``Hub.subscribe``: ``user_id`` (int),
     ``group_ids`` (frozenset of Group pks), ``joined`` (the user's ``date_joined`` as
     POSIX seconds), ``token_id`` (the ApiToken pk of a token-authenticated
-    connection, else None). ``cursor`` is the last id delivered.
+    connection, else None). ``cursor`` is the last id delivered. ``transport`` names
+    the kind for metrics and logs; ``connection_id`` is unique in the process.
 
     While ``pending`` is a list (from ``__init__`` until the transport has sent its
     first frame and backlog), whatever the hub hands over waits: pushes in
@@ -150,8 +157,10 @@ class Subscriber:
     joined: float = 0.0
     token_id: int | None = None
     cursor: int = 0
+    transport: str = "websocket"
 
     def __init__(self):
+        self.connection_id = next(_connection_ids)
         self.pending: list[Push] | None = []
         self.pending_reads: list[dict[str, Any]] = []
         self.last_sent = time.monotonic()
@@ -211,6 +220,13 @@ class Subscriber:
     async def revoke(self) -> None:
         """Close: the token that opened this connection was revoked."""
 
+    async def drain(self, delay_ms: int) -> None:
+        """This process is stopping (``notify.drain``): tell the client to reconnect
+        elsewhere after ``delay_ms`` milliseconds, with its cursor, and leave the hub."""
+
+
+_connection_ids = itertools.count(1)
+
 
 def db_tail_seconds(layer) -> float:
     """Return the database tail period in seconds (0: off): ``DB_TAIL_SECONDS``, or
@@ -254,6 +270,7 @@ class Hub:
         """
         self.by_user[subscriber.user_id].add(subscriber)
         self.count += 1
+        metrics.connection_opened(subscriber.transport)
         if self._task is None or self._task.done():
             self._ready = asyncio.Event()
             self._task = asyncio.ensure_future(self._run())
@@ -261,7 +278,18 @@ class Hub:
             try:
                 await asyncio.wait_for(self._ready.wait(), SUBSCRIBE_WAIT_SECONDS)
             except asyncio.TimeoutError:
-                logger.warning("notify hub: channel layer unavailable, serving from the database")
+                logger.warning("notify hub: channel layer unavailable, serving from the database",
+                               extra=log_fields("hub.layer_unavailable", subscriber))
+
+    @property
+    def listening(self) -> bool:
+        """Whether the listener runs (it does while any connection is registered)."""
+        return self._task is not None and not self._task.done()
+
+    @property
+    def subscribed(self) -> bool:
+        """Whether the hub's channel-layer subscription currently stands."""
+        return self._channel is not None
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         """Remove ``subscriber``; does nothing if it is not registered. The listener
@@ -271,6 +299,7 @@ class Hub:
             return
         subscribers.discard(subscriber)
         self.count -= 1
+        metrics.connection_closed(subscriber.transport)
         if not subscribers:
             del self.by_user[subscriber.user_id]
         if self.count == 0 and self._task is not None:
@@ -294,12 +323,14 @@ class Hub:
                 except asyncio.CancelledError:
                     raise
                 except Exception:
-                    logger.warning("notify hub: could not read the newest id", exc_info=True)
+                    logger.warning("notify hub: could not read the newest id", exc_info=True,
+                                   extra=log_fields("hub.latest_id_failed"))
                     self._ready.set()
                     await asyncio.sleep(1.0)
             maintenance = asyncio.ensure_future(self._maintain(layer))
             if layer is None:
-                logger.error("notify hub: no channel layer configured; live pushes come from the database tail")
+                logger.error("notify hub: no channel layer configured; live pushes come from the database tail",
+                             extra=log_fields("hub.no_layer"))
                 self._ready.set()
                 await asyncio.Event().wait()
             await self._listen(layer)
@@ -318,7 +349,8 @@ class Hub:
                 self._ready.set()
                 if failures:
                     # Pushes sent while the layer was away are lost: read them.
-                    logger.warning("notify hub: channel layer back, catching up from the database")
+                    logger.warning("notify hub: channel layer back, catching up from the database",
+                                   extra=log_fields("hub.catch_up", connections=self.count, failures=failures))
                     self.catch_ups += 1
                     await self.sequencer.tail(await _alatest_id())
                 failures = 0
@@ -330,7 +362,8 @@ class Hub:
             except Exception:
                 failures += 1
                 self._channel = None
-                logger.warning("notify hub: channel layer failed", exc_info=True)
+                logger.warning("notify hub: channel layer failed", exc_info=True,
+                               extra=log_fields("hub.layer_failed", connections=self.count, failures=failures))
                 # Subscribers waiting for the layer go on from the database.
                 self._ready.set()
                 await asyncio.sleep(min(0.25 * 2**failures, 5.0))
@@ -361,7 +394,8 @@ class Hub:
                     try:
                         await self._check_credentials(since)
                     except Exception:
-                        logger.warning("notify hub: credentials check failed", exc_info=True)
+                        logger.warning("notify hub: credentials check failed", exc_info=True,
+                                       extra=log_fields("hub.credentials_check_failed"))
         finally:
             if tail is not None:
                 tail.cancel()
@@ -373,7 +407,7 @@ class Hub:
             try:
                 await self.sequencer.tail(await _alatest_id())
             except Exception:
-                logger.warning("notify hub: database tail failed", exc_info=True)
+                logger.warning("notify hub: database tail failed", exc_info=True, extra=log_fields("hub.tail_failed"))
 
     async def _check_credentials(self, since: float) -> None:
         """Close connections whose token was revoked since ``since`` (POSIX seconds) or
@@ -508,7 +542,7 @@ async def _guard(awaitable) -> None:
     except asyncio.CancelledError:
         raise
     except Exception:
-        logger.exception("notify hub: delivery failed")
+        logger.exception("notify hub: delivery failed", extra=log_fields("hub.delivery_failed"))
 
 
 async def _quietly(awaitable) -> None:
@@ -611,6 +645,11 @@ def buffered_bytes(send) -> int | None:
 _hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub]" = weakref.WeakKeyDictionary()
 
 
+def all_hubs() -> list[Hub]:
+    """Return the hubs of this process (one per event loop that has used one)."""
+    return list(_hubs.values())
+
+
 def get_hub() -> Hub:
     """Return the hub of the running event loop, creating it on first use."""
     loop = asyncio.get_running_loop()
@@ -632,7 +671,8 @@ async def apublish(message: dict[str, Any]) -> None:
     try:
         await layer.group_send(HUB_GROUP, message)
     except Exception:
-        logger.warning("notify: push of %s failed; clients resume from the database", message.get("type"), exc_info=True)
+        logger.warning("notify: push of %s failed; clients resume from the database", message.get("type"), exc_info=True,
+                       extra=log_fields("hub.publish_failed", message_type=message.get("type")))
 
 
 def publish(message: dict[str, Any]) -> None:

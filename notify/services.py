@@ -1,6 +1,7 @@
 """Writes: store entries, mark them read, manage tokens, and push after commit."""
 
 import logging
+import time
 from collections.abc import Iterable
 from datetime import datetime
 from functools import partial
@@ -13,10 +14,12 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django_ratelimit.core import get_usage
 
+from . import metrics
 from .conf import notify_settings
 from .exceptions import InvalidParameter, UnknownRecipient
 from .hub import entry_payload, publish
 from .locks import lock_streams
+from .logging import log_fields
 from .models import ANNOUNCEMENT_KIND, Announcement, ApiToken, Entry, Notification, Receipt, StreamState, hash_token
 from .selectors import stream_summary, unread_count
 from .validation import AnnouncementFields, NotificationFields, validate
@@ -147,8 +150,11 @@ def save_announcement(announcement: Announcement) -> None:
 
 
 def push_entries(entries: list[Entry]) -> None:
-    """Publish freshly committed entries to every process's hub (in chunks)."""
-    payloads = [entry_payload(entry) for entry in entries]
+    """Publish freshly committed entries to every process's hub (in chunks), stamped
+    with the commit time (``committed``, POSIX seconds), and count them."""
+    metrics.entries_committed(entries)
+    committed = time.time()
+    payloads = [dict(entry_payload(entry), committed=committed) for entry in entries]
     for start in range(0, len(payloads), PUSH_CHUNK):
         publish({"type": "notify.entries", "entries": payloads[start : start + PUSH_CHUNK]})
 
@@ -208,7 +214,8 @@ def rate_limit_wait(group: str, key: str, rate: str) -> int | None:
     try:
         usage = get_usage(None, group=group, key=lambda _group, _request: key, rate=rate, increment=True)
     except Exception:
-        logger.warning("notify: rate limit cache unavailable; request allowed", exc_info=True)
+        logger.warning("notify: rate limit cache unavailable; request allowed", exc_info=True,
+                       extra=log_fields("rate_limit.cache_unavailable", group=group))
         return None
     if usage is not None and usage["should_limit"]:
         return max(1, int(usage["time_left"]))

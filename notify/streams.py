@@ -20,10 +20,12 @@ from typing import Any
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 
+from . import metrics
 from .conf import notify_settings
 from .consumers import DirectDispatch
 from .exceptions import InvalidParameter
 from .hub import Push, Subscriber, buffered_bytes, get_hub
+from .logging import log_fields
 from .params import parse_int, query_params
 from .selectors import StreamRead, aread_stream
 from .serializers import dumps
@@ -204,6 +206,8 @@ class PollConsumer(_StreamConsumer):
     (default ``POLL_LIMIT``); anything else is ``400 invalid_parameter``.
     """
 
+    transport = "longpoll"
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.limit = notify_settings.POLL_LIMIT
@@ -262,12 +266,18 @@ class PollConsumer(_StreamConsumer):
             items = ",".join(push.json for push in fresh)
             body = f'{{"cursor":{fresh[-1].id},"unread":{self.unread + len(fresh)},"notifications":[{items}]}}'
             await self.finish(200, body.encode(), JSON_HEADERS)
+            metrics.delivered(self.transport, fresh, responses=1)
 
     async def deliver_read(self, event) -> None:
         self.unread = event["unread"]
 
     async def revoke(self) -> None:
         await self.send_error(401, "not_authenticated", "The token was revoked or the user deactivated.")
+
+    async def drain(self, delay_ms: int) -> None:
+        if not self.finished:
+            await self.send_json(200, {"cursor": self.cursor, "unread": self.unread, "notifications": [],
+                                       "reconnect_ms": delay_ms})
 
 
 class EventStreamConsumer(_StreamConsumer):
@@ -280,8 +290,11 @@ class EventStreamConsumer(_StreamConsumer):
     so a reconnect before any item resumes without a gap), then ``notification`` (``id:``
     the item's id) for the backlog and live items, or ``reset`` (``id:`` the cursor) past
     ``BACKLOG_LIMIT``; ``read`` on read changes; a ``: ping`` comment after
-    ``HEARTBEAT_SECONDS`` of silence. A revoked token ends the stream.
+    ``HEARTBEAT_SECONDS`` of silence. A revoked token ends the stream; a draining process
+    ends it with ``event: reconnect`` (``notify.drain``).
     """
+
+    transport = "sse"
 
     async def handle(self, body):
         if not await self.check_request():
@@ -335,12 +348,16 @@ class EventStreamConsumer(_StreamConsumer):
     # Subscriber: called by the hub
 
     async def deliver(self, pushes: list[Push]) -> None:
-        await self.send_text("".join(push.sse_event for push in self.take_new(pushes)))
+        fresh = self.take_new(pushes)
+        await self.send_text("".join(push.sse_event for push in fresh))
+        metrics.delivered(self.transport, fresh)
         backlog = buffered_bytes(self.base_send)
         if backlog is not None and backlog > notify_settings.MAX_SEND_BUFFER_BYTES:
             # A reader that does not keep up must not grow our memory without bound:
             # drop it; EventSource reconnects with Last-Event-ID and resumes.
-            logger.warning("notify: closing slow SSE stream of user %s (%d bytes unsent)", self.user_id, backlog)
+            logger.warning("notify: closing slow SSE stream of user %s (%d bytes unsent)", self.user_id, backlog,
+                           extra=log_fields("sse.slow_client_dropped", self, unsent_bytes=backlog))
+            metrics.slow_client_dropped()
             self.base_send.args[0].transport.abortConnection()
 
     async def deliver_read(self, event) -> None:
@@ -356,6 +373,14 @@ class EventStreamConsumer(_StreamConsumer):
     async def revoke(self) -> None:
         if not self.headers_sent:
             return await self.send_error(401, "not_authenticated", "The token was revoked or the user deactivated.")
+        await self._end()
+
+    async def drain(self, delay_ms: int) -> None:
+        await self.send_text(sse_event("reconnect", {"reconnect_ms": delay_ms}, retry_ms=delay_ms))
+        await self._end()
+
+    async def _end(self) -> None:
+        """End the stream (the response is complete) and let the consumer finish."""
         if not self.finished:
             await self.send_body(b"")
             self.finished = True

@@ -7,7 +7,7 @@ answers ``404 not_found`` as JSON.
 
 from django.urls import path, re_path
 
-from . import api_views, views
+from . import api_views, health, views
 
 app_name = "notify"
 
@@ -18,5 +18,9 @@ urlpatterns = [
     path("notify/api/notifications/read/", api_views.mark_read, name="api-read"),
     path("notify/api/send/", api_views.send, name="api-send"),
     path("notify/api/announce/", api_views.announce, name="api-announce"),
+    # Operator endpoints (notify/health.py): health, readiness, Prometheus metrics.
+    path("notify/healthz", health.healthz, name="healthz"),
+    path("notify/readyz", health.readyz, name="readyz"),
+    path("notify/metrics", health.metrics_view, name="metrics"),
     re_path(r"^notify(?:/.*)?$", api_views.not_found),
 ]
