@@ -570,7 +570,10 @@ def run_drain(args, R):
             "peak_handshakes_per_s": max(per_second.values()) if per_second else None,
             "per_second": per_second, "delays_ms": {"min": min(d["delays"], default=None),
                                                     "max": max(d["delays"], default=None)},
-            "lost": phase["lost"], "duplicates": phase["duplicates"], "out_of_order": phase["out_of_order"],
+            # out_of_order compares arrival with the trigger's seq; announcements fired
+            # from concurrent threads commit (and get ids) in any order, so it is not
+            # an ordering defect (the stream's order is the id order).
+            "lost": phase["lost"], "duplicates": phase["duplicates"], "out_of_order_by_seq": phase["out_of_order"],
             "expected": phase["expected"], "close_codes": rep["closeCodes"],
             "latency_ms": phase["latency_ms"],
         })
@@ -584,15 +587,15 @@ def run_drain(args, R):
         a.stop()
         b.stop()
     rows = ["| clients on A | drain window (s) | told (1012) | back on B | all back after (s) | A exited after (s) "
-            "| handshake failures | peak handshakes/s on B | items lost | duplicates | out of order |",
-            "|" + "---|" * 11]
+            "| handshake failures | peak handshakes/s on B | items lost | duplicates |",
+            "|" + "---|" * 10]
     if res["ok"]:
         rows.append(f"| {res['connect']['ok']:,} | {args.drain_seconds:g} | {res['told_1012']:,} | {res['reconnected']:,} "
                     f"| {res['all_back_s']} | {res['a_exit_s']} | {res['handshake_failures']:,} "
                     f"| {res['peak_handshakes_per_s']} | {res['lost']:,} of {res['expected']:,} "
-                    f"| {res['duplicates']:,} | {res['out_of_order']:,} |")
+                    f"| {res['duplicates']:,} |")
     else:
-        rows.append(f"| error: {res.get('error')} |" + " |" * 10)
+        rows.append(f"| error: {res.get('error')} |" + " |" * 9)
     return res, "\n".join(rows)
 
 

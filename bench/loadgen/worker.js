@@ -23,6 +23,7 @@ let closeCodes = {};
 let errors = {};
 // Graceful drain (bench scenario "drain"): clients closed with 1012 reconnect to
 // `reconnectUrl` after the delay in the close reason, resuming with their cursor.
+let closing = false;
 const drain = { closes: 0, reconnects: [], failures: {}, noticeAt: [], delays: [] };
 
 // Fast path: notification frames carry a body with "seq" and "t" (as an escaped JSON
@@ -177,7 +178,8 @@ function retry(c, attempt, why) {
   if (c.retrying === attempt) return; // error and close of one attempt
   c.retrying = attempt;
   drain.failures[why] = (drain.failures[why] || 0) + 1;
-  if (attempt < 20) setTimeout(() => reopen(c, attempt + 1), 500 + Math.random() * 1000);
+  // As the JS client: full-jitter exponential backoff, random(0, min(30 s, 1 s * 2^n)).
+  if (!closing) setTimeout(() => reopen(c, attempt + 1), Math.random() * Math.min(30000, 1000 * 2 ** attempt));
 }
 
 function countsMsg() {
@@ -243,6 +245,7 @@ process.on('message', async (msg) => {
     } else if (msg.cmd === 'report') {
       process.send(report(msg.phases || {}));
     } else if (msg.cmd === 'close') {
+      closing = true;
       for (const c of clients) { try { c.ws && c.ws.terminate(); } catch (_) {} }
       process.send({ ev: 'closed' }, () => process.exit(0));
       setTimeout(() => process.exit(0), 2000).unref();
