@@ -522,7 +522,6 @@ def run_drain(args, R):
     args.layer = "redis"
     args.redis_url = args.redis2_url
     n = args.drain_clients
-    os.environ["NOTIFY_DRAIN_SECONDS"] = str(args.drain_seconds)
     a = notify_target(args, R, n, 400, "notify-a")
     b = R.Notify(args, args.port_base + 401)
     b.name = "notify-b"
@@ -531,7 +530,9 @@ def run_drain(args, R):
     res = {"scenario": "drain", "clients": n, "drain_seconds": args.drain_seconds, "ok": False}
     gen = None
     try:
+        os.environ["NOTIFY_DRAIN_SECONDS"] = str(args.drain_seconds)  # A drains over the window
         a.start()
+        os.environ["NOTIFY_DRAIN_SECONDS"] = "0"  # B, stopped at the end, need not
         b.start()
         gen = R.Generator(a.ws_url, n, args.workers, a.tokens, args.concurrency, args.connect_timeout,
                           args.gen_cpus, reconnect_url=b.ws_url)
