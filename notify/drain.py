@@ -17,8 +17,9 @@ What a stopping process does (``DRAIN_SECONDS``, default 10 s, is the window):
 
    Connections that still arrive during the window (the balancer has not noticed yet)
    are told the same as soon as their first frames are out.
-3. When the window has passed, the signal goes to the server's own handler (daphne:
-   Twisted stops the reactor, which ends the process).
+3. When the window and ``CLOSE_GRACE_SECONDS`` have passed (new arrivals are still
+   told meanwhile), the signal goes to the server's own handler (daphne: Twisted stops
+   the reactor, which ends the process).
 
 A second signal during the window skips the rest of it. Daphne's own shutdown would
 cut every connection at once, so the handlers replace daphne's after the reactor
@@ -46,7 +47,8 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 CLOSE_SERVICE_RESTART = 1012
 # How often the drain looks for connections that are not yet told (seconds).
 DRAIN_POLL_SECONDS = 0.1
-# After the window, how long the last told connections get to finish closing (seconds).
+# After the window, how long the last told connections get to finish closing, while
+# new arrivals are still told (seconds).
 CLOSE_GRACE_SECONDS = 1.0
 
 
@@ -83,18 +85,35 @@ async def close_for_restart(send, delay_ms: int) -> None:
 
     Args:
         send: the connection's ASGI ``send``. Under daphne it is
-            ``functools.partial(server.handle_reply, protocol)``: daphne lets an
-            application close with 1000 or 3000-4999 only and drops the reason, so the
-            close frame goes through autobahn's ``sendCloseFrame`` (the same frame
-            daphne would write). Elsewhere: ASGI ``websocket.close`` with code and reason.
+            ``functools.partial(server.handle_reply, protocol)`` (see
+            ``daphne_protocol``): daphne lets an application close with 1000 or
+            3000-4999 only and drops the reason, so the close frame goes through
+            autobahn's ``sendCloseFrame`` (the same frame daphne would write).
+            Elsewhere: ASGI ``websocket.close`` with code and reason.
     """
     reason = reconnect_reason(delay_ms)
-    protocol = send.args[0] if isinstance(send, functools.partial) and send.args else None
+    protocol = daphne_protocol(send)
     if hasattr(protocol, "sendCloseFrame") and hasattr(protocol, "STATE_OPEN"):
         if protocol.state == protocol.STATE_OPEN:
             protocol.sendCloseFrame(code=CLOSE_SERVICE_RESTART, reasonUtf8=reason.encode(), isReply=False)
         return
     await send({"type": "websocket.close", "code": CLOSE_SERVICE_RESTART, "reason": reason})
+
+
+def daphne_protocol(send):
+    """Return daphne's protocol object behind an ASGI ``send``, or None.
+
+    Under daphne ``send`` is ``functools.partial(server.handle_reply, protocol)``;
+    Channels' ``SessionMiddleware`` (cookie-authenticated connections) hands the
+    consumer its own ``send`` method instead, which keeps daphne's as ``real_send``.
+    """
+    for _ in range(8):
+        if isinstance(send, functools.partial):
+            return send.args[0] if send.args else None
+        send = getattr(getattr(send, "__self__", None), "real_send", None)
+        if send is None:
+            return None
+    return None
 
 
 def install(loop: asyncio.AbstractEventLoop | None = None) -> None:
@@ -164,14 +183,14 @@ async def _drain(signum: int | None) -> None:
         "notify: draining %d connections over %.1f s", hub.count, window,
         extra=log_fields("drain.started", connections=hub.count, window_seconds=window, signal=signum),
     )
-    deadline = _state.started + window
+    # Tell connections through the window and the grace after it (the last ones told
+    # finish their closing handshakes meanwhile).
+    deadline = _state.started + window + CLOSE_GRACE_SECONDS
     told = 0
-    last_told = 0.0
     while True:
         for subscriber in hub.subscribers():
             if subscriber.pending is None:  # its first frames are out
                 told += 1
-                last_told = time.monotonic()
                 try:
                     await subscriber.drain(reconnect_delay_ms())
                 except Exception:
@@ -179,8 +198,6 @@ async def _drain(signum: int | None) -> None:
         if time.monotonic() >= deadline:
             break
         await asyncio.sleep(DRAIN_POLL_SECONDS)
-    if time.monotonic() - last_told < CLOSE_GRACE_SECONDS:
-        await asyncio.sleep(CLOSE_GRACE_SECONDS)
     logger.info(
         "notify: drained %d connections; stopping", told,
         extra=log_fields("drain.finished", told=told, left=hub.count, signal=signum),

@@ -206,7 +206,7 @@ def test_page_never_shows_offline_through_a_drain_and_restart(browser_factory, d
     wait_until(driver, lambda d: shows(d, "Sent during the deploy"), "item not shown after the restart", timeout=45)
     live(driver, transport)
     states = driver.execute_script("return window.__states")
-    assert "connecting" in states and "offline" not in states, states
+    assert "connecting" in states and "offline" not in states, " ".join(states)
     assert len(ids(driver)) == len(set(ids(driver))) == 1
 
 

@@ -75,9 +75,9 @@
  *     reason {"reconnect_ms": n}, an SSE `reconnect` event with the same data, or a
  *     long-poll answer carrying "reconnect_ms". The client waits those n ms (the
  *     server's jitter, not its own backoff), reconnects on the same transport with its
- *     cursor, and shows "connecting", never "offline", until a link is live again
- *     (failed opens meanwhile retry with backoff but do not fall back to another
- *     transport, for up to DRAIN_EPISODE_MS).
+ *     cursor, and shows "connecting", never "offline": for DRAIN_EPISODE_MS after the
+ *     notice, a link that fails or ends (the stopping process may take a reconnect
+ *     before it exits) retries with backoff on the same transport, without falling back.
  */
 
 const DEFAULT_TRANSPORTS = ["websocket", "sse", "poll"];
@@ -103,7 +103,7 @@ const POLL_MIN_CYCLE_MS = 1000; // never loop faster than this on empty answers
 const SEEN_LIMIT = 2000; // ids remembered for de-duplication
 const CLOSE_SERVICE_RESTART = 1012; // WebSocket close code of a draining server
 const DRAIN_MAX_DELAY_MS = 60000; // the most a server may make us wait
-const DRAIN_EPISODE_MS = 60000; // after a drain notice, failed opens keep "connecting" this long
+const DRAIN_EPISODE_MS = 60000; // after a drain notice, lost links keep "connecting" this long
 
 /**
  * Full-jitter exponential backoff.
@@ -538,7 +538,6 @@ export class NotifyClient {
     clearTimeout(this.#retryTimer);
     this.#retryTimer = null;
     this.#failures = 0;
-    this.#drainUntil = 0;
     this.#index = Math.max(0, this.#transports.indexOf(link.name));
     const quick =
       this.#index > 0 &&
