@@ -283,8 +283,9 @@ class Hub:
 
     @property
     def listening(self) -> bool:
-        """Whether the listener runs (it does while any connection is registered)."""
-        return self._task is not None and not self._task.done()
+        """Whether the listener runs (it does while any connection is registered) and
+        has tried to subscribe at least once."""
+        return self._task is not None and not self._task.done() and self._ready.is_set()
 
     @property
     def subscribed(self) -> bool:

@@ -251,18 +251,21 @@ async def test_sigterm_moves_every_client_to_the_other_process_without_loss(
         assert client.duplicates == [], (client.kind, client.duplicates)
         assert client.bad == [], (client.kind, client.bad)
         assert client.ids == expected[client.user_id]  # no loss, increasing order
-        assert client.notices, f"{client.kind} client was never told to move"
-        assert client.reconnected, f"{client.kind} client never came back"
+        if client.kind != "poll":  # a poll between two requests simply lands on B
+            assert client.notices, f"{client.kind} client was never told to move"
+        assert len(client.reconnected) == len(client.notices), f"{client.kind} client did not come back"
     assert backend_a.open == 0 and lb.refused == 0
     assert all(signalled <= t < exited for c in clients for t, _ in c.notices)
 
     # Spread: the suggested delays cover the window, and no 100 ms holds many of the
     # first reconnects (200 clients over 4 s: about 5 per 100 ms).
-    delays = [c.notices[0][1] for c in clients]
+    moved = [c for c in clients if c.notices]
+    assert len(moved) > CLIENTS * 0.8
+    delays = [c.notices[0][1] for c in moved]
     assert max(delays) - min(delays) > DRAIN_SECONDS * 1000 / 2
     assert all(0 <= d < DRAIN_SECONDS * 1000 for d in delays)
     buckets = {}
-    for c in clients:
+    for c in moved:
         bucket = int((c.reconnected[0] - signalled) * 10)
         buckets[bucket] = buckets.get(bucket, 0) + 1
     assert max(buckets.values()) <= CLIENTS // 5, buckets
