@@ -1,4 +1,4 @@
-"""Settings for the notify project, read from the environment (CONTRACT §8).
+"""Settings for the notify project, read from the environment (docs/protocol.md §8).
 
 Environment variables (all optional; the defaults give the embedded setup):
 
@@ -171,7 +171,7 @@ LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 
-# HTTPS-only settings are opt-in: TLS usually ends at the proxy (CONTRACT §8).
+# HTTPS-only settings are opt-in: TLS usually ends at the proxy (docs/protocol.md §8).
 if env.bool("DJANGO_SECURE", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = True

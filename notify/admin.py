@@ -71,9 +71,12 @@ class NotificationAdmin(admin.ModelAdmin):
     form = NotificationForm
     list_display = ("id", "recipient", "kind", "title", "level", "created_at")
     list_filter = ("level", "kind")
-    search_fields = ("title", "recipient__username")
     raw_id_fields = ("recipient",)
     date_hierarchy = "created_at"
+
+    def get_search_fields(self, request):
+        """Search titles and recipients by the user model's ``USERNAME_FIELD``."""
+        return ("title", f"recipient__{get_user_model().USERNAME_FIELD}")
 
     def get_urls(self):
         return [

@@ -1,4 +1,4 @@
-"""ASGI authentication: a Bearer token when one is given, else the session (CONTRACT §2)."""
+"""ASGI authentication: a Bearer token when one is given, else the session (docs/protocol.md §2)."""
 
 import logging
 

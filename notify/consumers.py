@@ -1,4 +1,4 @@
-"""The WebSocket consumer at ``/ws/notify/`` (CONTRACT §3)."""
+"""The WebSocket consumer at ``/ws/notify/`` (docs/protocol.md §3)."""
 
 import json
 import logging

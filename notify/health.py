@@ -102,7 +102,7 @@ async def readyz(request):
 
 @never_cache
 async def metrics_view(request):
-    from .api_views import error_response
+    from .http.errors import error_response
 
     token = notify_settings.METRICS_TOKEN
     if not token:

@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 HUB_GROUP = "notify.hub"
 # How long a new subscriber waits for the hub's layer subscription before it goes on
-# from the database alone (CONTRACT §8: handshakes succeed while the layer is down).
+# from the database alone (docs/protocol.md §8: handshakes succeed while the layer is down).
 SUBSCRIBE_WAIT_SECONDS = 3.0
 # Re-join the hub group this often (seconds), well inside channels-redis' group_expiry
 # (300 s in config/settings.py).
@@ -113,7 +113,7 @@ class Push:
         return self._sse
 
     def visible_to(self, subscriber: "Subscriber", now: float) -> bool:
-        """Whether ``subscriber``'s user is in this entry's audience (CONTRACT §1)."""
+        """Whether ``subscriber``'s user is in this entry's audience (docs/protocol.md §1)."""
         if self.recipient is not None:
             return self.recipient == subscriber.user_id
         if self.created <= subscriber.joined:
@@ -148,7 +148,7 @@ class Subscriber:
     While ``pending`` is a list (from ``__init__`` until the transport has sent its
     first frame and backlog), whatever the hub hands over waits: pushes in
     ``pending``, ``read`` changes in ``pending_reads``; ``flush_pending`` then delivers
-    them in that order, so nothing overtakes ``hello`` (CONTRACT §3) or the SSE
+    them in that order, so nothing overtakes ``hello`` (docs/protocol.md §3) or the SSE
     response headers.
     """
 
@@ -664,7 +664,7 @@ async def apublish(message: dict[str, Any]) -> None:
     """Send one message to every process's hub through the channel layer.
 
     Does not raise when the layer fails (logged at WARNING): the database holds the
-    entry, and clients get it at their next resume (CONTRACT §1).
+    entry, and clients get it at their next resume (docs/protocol.md §1).
     """
     layer = get_channel_layer(notify_settings.CHANNEL_LAYER_ALIAS)
     if layer is None:

@@ -54,14 +54,16 @@ def stream_summary(user, *, using: str = "default") -> tuple[int, int]:
     """
     connection = connections[using]
     entry = Entry._meta.db_table
-    memberships = get_user_model().groups.through._meta.db_table
+    groups = get_user_model()._meta.get_field("groups")
+    memberships = groups.m2m_db_table()
+    member, group = groups.m2m_column_name(), groups.m2m_reverse_name()
     receipt = Receipt._meta.db_table
     state = StreamState._meta.db_table
     adapt = connection.ops.adapt_datetimefield_value
     stream = (
         f"(e.recipient_id = %(user)s OR (e.recipient_id IS NULL AND e.created_at > %(joined)s"
         f" AND (e.audience_group_id IS NULL OR e.audience_group_id IN"
-        f" (SELECT m.group_id FROM {memberships} m WHERE m.user_id = %(user)s))"
+        f" (SELECT m.{group} FROM {memberships} m WHERE m.{member} = %(user)s))"
         f" AND (e.expires_at IS NULL OR e.expires_at > %(now)s)))"
     )
     sql = (

@@ -36,14 +36,15 @@ def resolve_recipients(recipients: Any, *, usernames: bool = False) -> list[int]
     Args:
         recipients: a user, a user pk (int), an iterable of users or pks, a queryset
             of users, or a ``Group`` (its members, by pk). With ``usernames=True``,
-            strings name users by username (the HTTP send API).
+            strings name users by their ``USERNAME_FIELD`` (``username``, or e.g.
+            ``email`` for an email-login user model): the HTTP send API and commands.
     Raises:
         InvalidParameter: ``recipients`` is of another type, or names too many users.
-        UnknownRecipient: a pk or username matches no user.
+        UnknownRecipient: a pk or name matches no user.
     """
     User = get_user_model()
     if isinstance(recipients, Group):
-        return list(recipients.user_set.order_by("pk").values_list("pk", flat=True))
+        return list(User.objects.filter(groups=recipients).order_by("pk").values_list("pk", flat=True))
     if isinstance(recipients, QuerySet):
         return list(dict.fromkeys(recipients.values_list("pk", flat=True)))
     if isinstance(recipients, (User, int, str)):
@@ -66,7 +67,10 @@ def resolve_recipients(recipients: Any, *, usernames: bool = False) -> list[int]
     ids = {pk for pk in named if isinstance(pk, int)}
     names = {name for name in named if isinstance(name, str)}
     found_ids = set(User.objects.filter(pk__in=ids).values_list("pk", flat=True)) if ids else set()
-    by_name = dict(User.objects.filter(username__in=names).values_list("username", "pk")) if names else {}
+    name_field = User.USERNAME_FIELD
+    by_name = (
+        dict(User.objects.filter(**{f"{name_field}__in": names}).values_list(name_field, "pk")) if names else {}
+    )
     result = []
     for item in named:
         pk = by_name.get(item) if isinstance(item, str) else (item if item in found_ids else None)
@@ -80,7 +84,8 @@ def send(recipients, *, title, body="", kind="message", level="info", url="", da
          dedupe_key=None, usernames: bool = False) -> tuple[list[Notification], int]:
     """Store a notification for each recipient and push it after commit.
 
-    Args: see ``notify.api.send``; ``usernames=True`` also accepts usernames.
+    Args: see ``notify.api.send``; ``usernames=True`` also accepts names
+        (``USERNAME_FIELD`` values, see ``resolve_recipients``).
     Returns:
         ``(notifications, created)``: one ``Notification`` per distinct recipient, in
         order of first appearance (with ``dedupe_key``, the one stored earlier under

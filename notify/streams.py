@@ -1,7 +1,7 @@
-"""Long-poll (``/notify/poll/``) and Server-Sent Events (``/notify/stream/``): CONTRACT §4, §4b.
+"""Long-poll (``/notify/poll/``) and Server-Sent Events (``/notify/stream/``): docs/protocol.md §4, §4b.
 
 Both are Channels ``AsyncHttpConsumer`` subclasses routed ahead of Django (see
-``config/asgi.py``) and registered with the process hub as ``Subscriber`` objects. A
+``notify/asgi.py``) and registered with the process hub as ``Subscriber`` objects. A
 waiting request is a coroutine and an entry in the hub's registry: it holds no thread
 (Django's ASGI handler would pin one per request) and no database connection (reads go
 through ``database_sync_to_async``, which hands the connection back when they end).
@@ -45,7 +45,7 @@ SSE_HEADERS = [
 
 
 def error_body(code: str, message: str) -> bytes:
-    """Return the JSON error body of CONTRACT §2 as bytes."""
+    """Return the JSON error body of docs/protocol.md §2 as bytes."""
     return dumps({"error": {"code": code, "message": message}}).encode()
 
 
@@ -148,7 +148,7 @@ class _StreamConsumer(DirectDispatch, Subscriber, AsyncHttpConsumer):
         await self.finish(status, dumps(value).encode(), [*JSON_HEADERS, *headers])
 
     async def send_error(self, status: int, code: str, message: str, headers=()) -> None:
-        """Send a CONTRACT §2 error response and finish."""
+        """Send a docs/protocol.md §2 error response and finish."""
         await self.finish(status, error_body(code, message), [*JSON_HEADERS, *headers])
 
     async def finish(self, status: int, body: bytes, headers) -> None:
@@ -195,7 +195,7 @@ class _StreamConsumer(DirectDispatch, Subscriber, AsyncHttpConsumer):
 
 
 class PollConsumer(_StreamConsumer):
-    """``GET /notify/poll/?since=<id>&timeout=<seconds>&limit=<n>`` (CONTRACT §4).
+    """``GET /notify/poll/?since=<id>&timeout=<seconds>&limit=<n>`` (docs/protocol.md §4).
 
     Answers ``200 {"cursor", "unread", "notifications"}`` with ``Cache-Control:
     no-store``: at once when items follow ``since`` (the oldest ``limit``), or without
@@ -281,7 +281,7 @@ class PollConsumer(_StreamConsumer):
 
 
 class EventStreamConsumer(_StreamConsumer):
-    """``GET /notify/stream/?since=<id>`` as ``text/event-stream`` (CONTRACT §4b).
+    """``GET /notify/stream/?since=<id>`` as ``text/event-stream`` (docs/protocol.md §4b).
 
     Resumes from the ``Last-Event-ID`` header (it wins over ``since``); neither means
     live from now; a bad value is ``400 invalid_parameter`` before the stream starts.

@@ -1,26 +1,32 @@
-"""Django URL routes of notify: the inbox page and the HTTP APIs (CONTRACT §5, §7).
+"""Django URL routes of notify, relative to where a host mounts them (docs/protocol.md §4, §5, §7).
 
-``/notify/poll/`` and ``/notify/stream/`` are Channels consumers routed ahead of Django
-(``notify.routing``); any other path under ``/notify/`` that matches no route here
-answers ``404 not_found`` as JSON.
+Mount under a prefix of its own, e.g. ``path("alerts/", include("notify.urls"))``:
+
+- ``alerts/``: the signed-in user's inbox page;
+- ``alerts/api/...``: the inbox and send HTTP APIs, and their OpenAPI 3 document at
+  ``alerts/api/openapi.json``;
+- ``alerts/poll/`` and ``alerts/stream/``: long-poll and SSE, answered by Channels
+  consumers that ``notify.asgi.get_application`` routes ahead of Django (the views
+  named here only answer when that application is not in front);
+- any other path under the prefix: ``404 not_found`` as JSON (so do not mount it at
+  the site root: it would answer for every path that comes after it).
 """
 
-from django.urls import path, re_path
+from django.urls import include, path, re_path
 
-from . import api_views, health, views
+from . import health, views
+from .http import api, errors
 
 app_name = "notify"
 
 urlpatterns = [
     path("", views.inbox_page, name="inbox"),
-    path("notify/api/notifications/", api_views.notifications, name="api-notifications"),
-    path("notify/api/notifications/unread-count/", api_views.unread, name="api-unread-count"),
-    path("notify/api/notifications/read/", api_views.mark_read, name="api-read"),
-    path("notify/api/send/", api_views.send, name="api-send"),
-    path("notify/api/announce/", api_views.announce, name="api-announce"),
+    path("api/", include(api.urlpatterns())),
+    path("poll/", views.stream_not_routed, name="poll"),
+    path("stream/", views.stream_not_routed, name="stream"),
     # Operator endpoints (notify/health.py): health, readiness, Prometheus metrics.
-    path("notify/healthz", health.healthz, name="healthz"),
-    path("notify/readyz", health.readyz, name="readyz"),
-    path("notify/metrics", health.metrics_view, name="metrics"),
-    re_path(r"^notify(?:/.*)?$", api_views.not_found),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", health.metrics_view, name="metrics"),
+    re_path(r"^.*$", errors.not_found),
 ]

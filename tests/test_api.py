@@ -1,4 +1,4 @@
-"""The Python send API, ``notify.api`` (CONTRACT §6), and announcement audiences (§1)."""
+"""The Python send API, ``notify.api`` (docs/protocol.md §6), and announcement audiences (§1)."""
 
 import asyncio
 import threading

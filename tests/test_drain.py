@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from notify import services
 
 from .balancer import Backend, Balancer
-from .test_loss_e2e import own_redis, redis_layer  # noqa: F401  (fixtures)
+from .test_loss_e2e import redis_layer  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -197,7 +197,7 @@ async def _until(predicate, what: str, bound: float = BOUND) -> None:
 
 
 async def test_sigterm_moves_every_client_to_the_other_process_without_loss(
-    postgres, daphne_factory, redis_layer  # noqa: F811
+    postgres, daphne_factory, redis_layer
 ):
     a = daphne_factory(redis_url=redis_layer.url, NOTIFY_DRAIN_SECONDS=str(DRAIN_SECONDS))
     b = daphne_factory(redis_url=redis_layer.url)

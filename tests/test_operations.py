@@ -17,7 +17,6 @@ from notify import drain
 from notify.logging import log_fields, logging_config
 
 from .streamhelpers import HttpClient, application, auth, session_cookie, wait_held
-from .test_outage import own_redis  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -68,7 +67,7 @@ def readyz(server):
 
 @pytest.mark.e2e
 @pytest.mark.redis
-def test_healthz_and_readyz_follow_the_channel_layer(daphne_factory, own_redis, token):  # noqa: F811
+def test_healthz_and_readyz_follow_the_channel_layer(daphne_factory, own_redis, token):
     server = daphne_factory(redis_url=own_redis.url, NOTIFY_METRICS_TOKEN="m")
     answer = requests.get(f"{server.url}/notify/healthz", timeout=10)
     assert answer.status_code == 200 and answer.json() == {"alive": True}

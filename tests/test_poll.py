@@ -1,4 +1,4 @@
-"""Long-poll ``GET /notify/poll/`` (CONTRACT §4)."""
+"""Long-poll ``GET /notify/poll/`` (docs/protocol.md §4)."""
 
 import asyncio
 import json

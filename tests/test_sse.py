@@ -1,4 +1,4 @@
-"""Server-Sent Events ``GET /notify/stream/`` (CONTRACT §4b)."""
+"""Server-Sent Events ``GET /notify/stream/`` (docs/protocol.md §4b)."""
 
 import asyncio
 import json
