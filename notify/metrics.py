@@ -24,7 +24,8 @@ Names (labels in braces), see docs/deploy.md:
 - ``notify_slow_clients_dropped_total``: connections closed for not reading.
 - ``notify_api_requests_total{endpoint,status}``: requests to the HTTP API under
   ``<prefix>api/`` by URL name (``notifications``, ``unread-count``, ``read``,
-  ``send``, ``announce``) and HTTP status.
+  ``send``, ``announce``) and HTTP status; counted by ``ApiMetricsMiddleware``, which
+  the host adds to ``MIDDLEWARE``.
 - ``notify_channel_layer_up``: gauge, 1 when the channel layer answers (see
   ``notify.health``), set at each scrape and readiness check.
 """
