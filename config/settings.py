@@ -114,11 +114,11 @@ if REDIS_URL:
                 # then failed and the hub re-subscribed and resynced every 5 s.
                 "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
                 # One hub channel per server process receives every push (see
-                # notify/hub.py); give it room for bursts. The database cursor makes a
+                # notify/realtime/hub.py); give it room for bursts. The database cursor makes a
                 # dropped push harmless, but a deep queue avoids the resync.
                 "channel_capacity": {"notify.hub.*": 10_000},
                 # Only hubs join groups, and each re-joins every 60 s
-                # (notify.hub.GROUP_REFRESH_SECONDS): a process that died without
+                # (notify.realtime.hub.GROUP_REFRESH_SECONDS): a process that died without
                 # leaving drops out of the group after 5 minutes instead of a day.
                 "group_expiry": 300,
             },

@@ -32,8 +32,9 @@ from django.urls import NoReverseMatch, get_script_prefix, reverse
 
 from .auth import TokenOrSessionMiddleware
 from .conf import notify_settings
-from .consumers import NotificationConsumer
-from .streams import EventStreamConsumer, PollConsumer
+from .transports.longpoll import PollConsumer
+from .transports.sse import EventStreamConsumer
+from .transports.websocket import NotificationConsumer
 
 # The URL names in notify.urls whose requests the consumers below answer.
 STREAM_URL_NAMES = {"notify:poll": "poll", "notify:stream": "stream"}

@@ -28,7 +28,6 @@ server: call ``install()`` from its event loop at start-up.
 """
 
 import asyncio
-import functools
 import json
 import logging
 import os
@@ -81,39 +80,14 @@ def reconnect_reason(delay_ms: int) -> str:
 
 
 async def close_for_restart(send, delay_ms: int) -> None:
-    """Close a WebSocket with code 1012 and ``reconnect_reason(delay_ms)``.
+    """Close a WebSocket with code 1012 and ``reconnect_reason(delay_ms)``: under daphne
+    through ``notify.realtime.daphne.close_websocket`` (daphne itself refuses 1012 and
+    drops reasons), elsewhere with ASGI ``websocket.close`` and its ``reason``."""
+    from .realtime import daphne
 
-    Args:
-        send: the connection's ASGI ``send``. Under daphne it is
-            ``functools.partial(server.handle_reply, protocol)`` (see
-            ``daphne_protocol``): daphne lets an application close with 1000 or
-            3000-4999 only and drops the reason, so the close frame goes through
-            autobahn's ``sendCloseFrame`` (the same frame daphne would write).
-            Elsewhere: ASGI ``websocket.close`` with code and reason.
-    """
     reason = reconnect_reason(delay_ms)
-    protocol = daphne_protocol(send)
-    if hasattr(protocol, "sendCloseFrame") and hasattr(protocol, "STATE_OPEN"):
-        if protocol.state == protocol.STATE_OPEN:
-            protocol.sendCloseFrame(code=CLOSE_SERVICE_RESTART, reasonUtf8=reason.encode(), isReply=False)
-        return
-    await send({"type": "websocket.close", "code": CLOSE_SERVICE_RESTART, "reason": reason})
-
-
-def daphne_protocol(send):
-    """Return daphne's protocol object behind an ASGI ``send``, or None.
-
-    Under daphne ``send`` is ``functools.partial(server.handle_reply, protocol)``;
-    Channels' ``SessionMiddleware`` (cookie-authenticated connections) hands the
-    consumer its own ``send`` method instead, which keeps daphne's as ``real_send``.
-    """
-    for _ in range(8):
-        if isinstance(send, functools.partial):
-            return send.args[0] if send.args else None
-        send = getattr(getattr(send, "__self__", None), "real_send", None)
-        if send is None:
-            return None
-    return None
+    if not daphne.close_websocket(send, CLOSE_SERVICE_RESTART, reason):
+        await send({"type": "websocket.close", "code": CLOSE_SERVICE_RESTART, "reason": reason})
 
 
 def install(loop: asyncio.AbstractEventLoop | None = None) -> None:
@@ -175,7 +149,7 @@ def reset() -> None:
 
 
 async def _drain(signum: int | None) -> None:
-    from .hub import get_hub
+    from .realtime.hub import get_hub
 
     window = float(notify_settings.DRAIN_SECONDS)
     hub = get_hub()
@@ -188,13 +162,13 @@ async def _drain(signum: int | None) -> None:
     deadline = _state.started + window + CLOSE_GRACE_SECONDS
     told = 0
     while True:
-        for subscriber in hub.subscribers():
-            if subscriber.pending is None:  # its first frames are out
+        for link in hub.links():
+            if link.pending is None:  # its first frames are out
                 told += 1
                 try:
-                    await subscriber.drain(reconnect_delay_ms())
+                    await link.sink.drain(reconnect_delay_ms())
                 except Exception:
-                    logger.exception("notify: drain of a connection failed", extra=log_fields("drain.failed", subscriber))
+                    logger.exception("notify: drain of a connection failed", extra=log_fields("drain.failed", link.sink))
         if time.monotonic() >= deadline:
             break
         await asyncio.sleep(DRAIN_POLL_SECONDS)

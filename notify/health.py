@@ -27,7 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from . import drain, metrics
 from .conf import notify_settings
-from .hub import all_hubs
+from .realtime.hub import all_hubs
 from .logging import log_fields
 
 logger = logging.getLogger("notify")

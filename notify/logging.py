@@ -12,10 +12,12 @@ the message itself names them. The format is one setting for the whole process
      "reason": "no valid credentials", "origin": null}
 """
 
+import itertools
 from typing import Any
 
 FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+_connection_ids = itertools.count(1)
 
 
 def log_fields(event: str, subscriber=None, **context: Any) -> dict[str, Any]:
@@ -23,19 +25,24 @@ def log_fields(event: str, subscriber=None, **context: Any) -> dict[str, Any]:
 
     Args:
         event: dotted name of what happened, e.g. ``"websocket.refused"``.
-        subscriber: a ``notify.hub.Subscriber`` (a connection), or None; gives
-            ``transport``, ``connection_id``, ``user_id``, ``token_id`` and ``client``
-            (``"host:port"`` of the peer, from the ASGI scope).
+        subscriber: a transport consumer (a connection), or None; gives ``transport``,
+            ``connection_id`` (numbered in the process at its first log line),
+            ``user_id`` and ``token_id`` (from its hub ``link``, once authenticated)
+            and ``client`` (``"host:port"`` of the peer, from the ASGI scope).
         context: more fields (counts, reasons, ...); JSON-serialisable values.
     """
     fields: dict[str, Any] = {"event": event}
     if subscriber is not None:
+        link = getattr(subscriber, "link", None)  # the hub's Connection, once made
         client = (getattr(subscriber, "scope", None) or {}).get("client")
+        connection_id = getattr(subscriber, "connection_id", None)
+        if connection_id is None:
+            connection_id = subscriber.connection_id = next(_connection_ids)
         fields.update(
-            transport=subscriber.transport,
-            connection_id=subscriber.connection_id,
-            user_id=subscriber.user_id or None,
-            token_id=subscriber.token_id,
+            transport=getattr(subscriber, "transport", None),
+            connection_id=connection_id,
+            user_id=link.user_id if link is not None else None,
+            token_id=link.token_id if link is not None else None,
             client=f"{client[0]}:{client[1]}" if client else None,
         )
     fields.update(context)

@@ -122,10 +122,18 @@ class HubCollector:
     ``notify_resyncs_total`` (``Hub.catch_ups``), summed over the process's hubs
     (one per event loop)."""
 
-    def collect(self):
-        from .hub import all_hubs
+    def describe(self):
+        """The families without samples (the registry asks at registration, before any
+        hub exists and while ``notify.realtime`` may still be importing)."""
+        return self._families([])
 
-        hubs = all_hubs()
+    def collect(self):
+        from .realtime.hub import all_hubs
+
+        return self._families(all_hubs())
+
+    @staticmethod
+    def _families(hubs):
         gap_fills = CounterMetricFamily(
             "notify_hub_gap_fills", "Database reads of a gap in the stream id sequence."
         )

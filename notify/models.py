@@ -11,6 +11,8 @@ from django.db.models import Exists, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from .audience import stream_q
+
 LEVELS = ("info", "success", "warning", "error")
 ANNOUNCEMENT_KIND = "announcement"
 
@@ -23,13 +25,7 @@ class EntryQuerySet(models.QuerySet):
         after the user joined whose group (if any) has the user as a member and
         that have not expired at ``now`` (default: the current time).
         """
-        now = now or timezone.now()
-        announcement = (
-            Q(recipient__isnull=True, created_at__gt=user.date_joined)
-            & (Q(audience_group__isnull=True) | Q(audience_group__in=user.groups.all()))
-            & (Q(expires_at__isnull=True) | Q(expires_at__gt=now))
-        )
-        return self.filter(Q(recipient=user.pk) | announcement)
+        return self.filter(stream_q(user, now or timezone.now()))
 
     def with_read(self, user):
         """Annotate ``is_read`` (bool) for ``user``: at or below the user's

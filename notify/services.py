@@ -1,7 +1,6 @@
 """Writes: store entries, mark them read, manage tokens, and push after commit."""
 
 import logging
-import time
 from collections.abc import Iterable
 from datetime import datetime
 from functools import partial
@@ -14,10 +13,9 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django_ratelimit.core import get_usage
 
-from . import metrics
 from .conf import notify_settings
-from .exceptions import InvalidParameter, UnknownRecipient
-from .hub import entry_payload, publish
+from .exceptions import InvalidParameter, RateLimited, UnknownRecipient
+from .realtime.broker import publish, publish_entries, read_message, revoke_message
 from .locks import lock_streams
 from .logging import log_fields
 from .models import ANNOUNCEMENT_KIND, Announcement, ApiToken, Entry, Notification, Receipt, StreamState, hash_token
@@ -26,8 +24,6 @@ from .validation import AnnouncementFields, NotificationFields, validate
 
 logger = logging.getLogger(__name__)
 
-# Entries per channel-layer message: keeps one message well under a MiB.
-PUSH_CHUNK = 500
 
 
 def resolve_recipients(recipients: Any, *, usernames: bool = False) -> list[int]:
@@ -113,7 +109,7 @@ def send(recipients, *, title, body="", kind="message", level="info", url="", da
         new = [Notification(recipient_id=pk, created_at=now, **fields) for pk in user_ids if pk not in existing]
         created = Notification.objects.bulk_create(new, batch_size=1000)
         if created:
-            transaction.on_commit(partial(push_entries, created))
+            transaction.on_commit(partial(publish_entries, created))
     by_user = {n.recipient_id: n for n in created} | existing
     return [by_user[pk] for pk in user_ids], len(created)
 
@@ -143,6 +139,14 @@ def announce(*, title, body="", level="info", url="", audience=None, expires_at=
     return announcement
 
 
+def save_notification(notification: Notification) -> None:
+    """Save a new notification under its recipient's stream lock and push it after
+    commit (the admin's add form). Must run inside ``transaction.atomic()``."""
+    lock_streams([notification.recipient_id])
+    notification.save()
+    transaction.on_commit(partial(publish_entries, [notification]))
+
+
 def save_announcement(announcement: Announcement) -> None:
     """Save a new announcement under the all-streams lock and push it after commit.
 
@@ -151,17 +155,7 @@ def save_announcement(announcement: Announcement) -> None:
     lock_streams(None)
     announcement.kind = ANNOUNCEMENT_KIND
     announcement.save()
-    transaction.on_commit(partial(push_entries, [announcement]))
-
-
-def push_entries(entries: list[Entry]) -> None:
-    """Publish freshly committed entries to every process's hub (in chunks), stamped
-    with the commit time (``committed``, POSIX seconds), and count them."""
-    metrics.entries_committed(entries)
-    committed = time.time()
-    payloads = [dict(entry_payload(entry), committed=committed) for entry in entries]
-    for start in range(0, len(payloads), PUSH_CHUNK):
-        publish({"type": "notify.entries", "entries": payloads[start : start + PUSH_CHUNK]})
+    transaction.on_commit(partial(publish_entries, [announcement]))
 
 
 def mark_read(user, ids: list[int]) -> tuple[list[int], int]:
@@ -183,7 +177,7 @@ def mark_read(user, ids: list[int]) -> tuple[list[int], int]:
         Receipt.objects.bulk_create([Receipt(user=user, entry_id=pk) for pk in newly], ignore_conflicts=True)
     unread = unread_count(user)
     if newly:
-        publish({"type": "notify.read", "user": user.pk, "ids": newly, "unread": unread})
+        publish(read_message(user.pk, ids=newly, unread=unread))
     return newly, unread
 
 
@@ -203,7 +197,7 @@ def mark_all_read(user) -> tuple[int, int, bool]:
             state.read_through = latest
             state.save(update_fields=["read_through"])
     unread = unread_count(user)
-    publish({"type": "notify.read", "user": user.pk, "all": True, "cursor": latest, "unread": unread})
+    publish(read_message(user.pk, cursor=latest, unread=unread))
     return latest, unread, True
 
 
@@ -227,22 +221,21 @@ def rate_limit_wait(group: str, key: str, rate: str) -> int | None:
     return None
 
 
-def client_mark_read(user, ids: list[int] | None) -> int | None:
-    """Mark ``ids`` read (or everything, for ``None``) for a client, within
-    ``CLIENT_RATE_LIMIT`` per user.
+def client_mark_read(user, ids: list[int] | None) -> int:
+    """Mark ``ids`` read (or everything, for ``None``) for a client (WebSocket ``read``
+    frames and ``POST notifications/read/``), within ``CLIENT_RATE_LIMIT`` per user.
 
     Returns:
-        None when done; whole seconds to wait when the user is over the rate (nothing
-        was marked).
+        The user's unread count after.
+    Raises:
+        RateLimited: the user is over the rate; nothing was marked.
     """
     wait = rate_limit_wait("notify.client", str(user.pk), notify_settings.CLIENT_RATE_LIMIT)
     if wait is not None:
-        return wait
+        raise RateLimited(wait)
     if ids is None:
-        mark_all_read(user)
-    else:
-        mark_read(user, ids)
-    return None
+        return mark_all_read(user)[1]
+    return mark_read(user, ids)[1]
 
 
 def authenticate_token(raw: str) -> ApiToken | None:
@@ -265,12 +258,17 @@ def revoke_token(raw: str) -> ApiToken | None:
         The revoked ``ApiToken``, or None when no live token has that value.
     """
     token = ApiToken.objects.active().filter(digest=hash_token(raw)).first()
-    if token is None:
-        return None
+    if token is not None:
+        revoke(token)
+    return token
+
+
+def revoke(token: ApiToken) -> None:
+    """Revoke ``token`` (a live ``ApiToken``) and close the connections it opened, in
+    every process (``notify.revoke``; the hub's credentials check is the fallback)."""
     token.revoked_at = timezone.now()
     token.save(update_fields=["revoked_at"])
-    publish({"type": "notify.revoke", "token": token.pk})
-    return token
+    publish(revoke_message(token.pk))
 
 
 def parse_expires_at(value: Any) -> datetime | None:

@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from notify.api import announce, asend, send
-from notify.consumers import NotificationConsumer
+from notify.transports.websocket import NotificationConsumer
 from notify.models import Announcement, Entry, Notification, Receipt
 from notify.selectors import read_stream
 

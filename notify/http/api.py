@@ -24,8 +24,9 @@ from ninja.security import APIKeyCookie, HttpBearer
 from pydantic import ConfigDict
 
 from .. import services
+from ..auth import bearer_token
 from ..conf import notify_settings
-from ..exceptions import InvalidParameter
+from ..exceptions import InvalidParameter, RateLimited
 from ..logging import log_fields
 from ..models import ApiToken
 from ..selectors import inbox_page, unread_count
@@ -45,19 +46,6 @@ class _CsrfCheck(CsrfViewMiddleware):
 
     def _reject(self, request, reason):
         raise ApiError(403, "csrf_failed", f"CSRF verification failed: {reason}")
-
-
-def bearer_token(header: str | None) -> str | None:
-    """Return the token of an ``Authorization: Bearer <token>`` header value.
-
-    Returns:
-        None when there is no header; ``""`` (which fails authentication) when it is
-        not the Bearer scheme.
-    """
-    if header is None:
-        return None
-    scheme, _, raw = header.partition(" ")
-    return raw.strip() if scheme.lower() == "bearer" else ""
 
 
 def _authenticate(request: HttpRequest, service: bool) -> ApiToken | None:
@@ -126,11 +114,10 @@ class ServiceKeyAuth(HttpBearer):
 
 
 def _rate_limit(group: str, key: str, rate: str) -> None:
-    """Raise 429 ``rate_limited`` with ``Retry-After`` when ``key`` is over ``rate``."""
+    """Raise ``RateLimited`` when ``key`` is over ``rate``."""
     retry_after = services.rate_limit_wait(group, key, rate)
     if retry_after is not None:
-        raise ApiError(429, "rate_limited", f"Too many requests; retry in {retry_after} s.",
-                       {"Retry-After": str(retry_after)})
+        raise RateLimited(retry_after)
 
 
 # Bodies
@@ -298,20 +285,16 @@ def unread(request):
 def mark_read(request, payload: ReadIn):
     """Mark ``ids`` (the user's own; others are ignored) or ``all`` read; the user's open
     connections get a ``read`` frame."""
-    _rate_limit("notify.client", str(request.user.pk), notify_settings.CLIENT_RATE_LIMIT)
     if payload.all is not None:
         if payload.all is not True:
             raise InvalidParameter("all", "must be true")
         if payload.ids is not None:
             raise InvalidParameter("ids", "give either ids or all, not both")
-        _, count, _ = services.mark_all_read(request.user)
-        return {"unread": count}
-    if payload.ids is None:
+    elif payload.ids is None:
         raise InvalidParameter("ids", "must be a list of integers")
-    if len(payload.ids) > notify_settings.MAX_READ_IDS:
+    elif len(payload.ids) > notify_settings.MAX_READ_IDS:
         raise InvalidParameter("ids", f"at most {notify_settings.MAX_READ_IDS} ids")
-    _, count = services.mark_read(request.user, payload.ids)
-    return {"unread": count}
+    return {"unread": services.client_mark_read(request.user, payload.ids)}
 
 
 @api.post("send/", auth=ServiceKeyAuth(), response={200: SendOut, 201: SendOut, **_AUTH_ERRORS}, url_name="api-send")
@@ -350,6 +333,11 @@ def _answer(exc: ApiError) -> HttpResponseBase:
 @api.exception_handler(ApiError)
 def _api_error(request, exc: ApiError):
     return _answer(exc)
+
+
+@api.exception_handler(RateLimited)
+def _rate_limited(request, exc: RateLimited):
+    return error_response(429, "rate_limited", str(exc), {"Retry-After": str(exc.retry_after)})
 
 
 @api.exception_handler(InvalidParameter)

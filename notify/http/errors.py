@@ -7,8 +7,10 @@
 (429, with ``Retry-After`` in whole seconds).
 """
 
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
+
+from ..serializers import dumps
 
 
 class ApiError(Exception):
@@ -22,9 +24,14 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JsonResponse:
+def error_body(code: str, message: str) -> bytes:
+    """Return the error body as UTF-8 JSON bytes (for the ASGI consumers)."""
+    return dumps({"error": {"code": code, "message": message}}).encode()
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> HttpResponse:
     """Return ``{"error": {"code", "message"}}`` with ``status`` and ``headers``."""
-    response = JsonResponse({"error": {"code": code, "message": message}}, status=status)
+    response = HttpResponse(error_body(code, message), status=status, content_type="application/json")
     for name, value in (headers or {}).items():
         response[name] = value
     response["Cache-Control"] = "no-store"
