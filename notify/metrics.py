@@ -99,7 +99,7 @@ def delivered(transport: str, pushes: list, responses: int | None = None) -> Non
     or ``responses`` (long-poll), and observe each push's commit-to-write latency.
 
     Args:
-        pushes: ``notify.hub.Push`` objects; those without a commit time (read from the
+        pushes: ``notify.realtime.frames.Push`` objects; those without a commit time (read from the
             database by the tail or a gap fill) count but are not timed.
     """
     if not pushes:
