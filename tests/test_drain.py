@@ -197,7 +197,7 @@ async def _until(predicate, what: str, bound: float = BOUND) -> None:
 
 
 async def test_sigterm_moves_every_client_to_the_other_process_without_loss(
-    postgres, daphne_factory, redis_layer
+    postgres, daphne_factory, redis_layer  # noqa: F811  (the fixture imported above)
 ):
     a = daphne_factory(redis_url=redis_layer.url, NOTIFY_DRAIN_SECONDS=str(DRAIN_SECONDS))
     b = daphne_factory(redis_url=redis_layer.url)
