@@ -204,10 +204,12 @@ class LineReader:
 
 
 class Generator:
-    def __init__(self, url, clients, workers, tokens, concurrency, connect_timeout, cpus):
+    def __init__(self, url, clients, workers, tokens, concurrency, connect_timeout, cpus, reconnect_url=None):
         cmd = ["taskset", "-c", cpus, "node", str(LOADGEN / "coordinator.js"), "--url", url,
                "--clients", str(clients), "--workers", str(workers),
                "--concurrency", str(concurrency), "--connect-timeout", str(connect_timeout)]
+        if reconnect_url:
+            cmd += ["--reconnect-url", reconnect_url]
         if tokens:
             cmd += ["--tokens", str(tokens)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -682,10 +684,12 @@ def fire_on_schedule(target, seqs, interval):
 
 def main():
     p = argparse.ArgumentParser(description="notify benchmark runner (see docs/performance.md)")
-    p.add_argument("--scenario", default="fanout", choices=["fanout", "polls", "sendapi", "resume", "redis2"],
+    p.add_argument("--scenario", default="fanout",
+                   choices=["fanout", "polls", "sendapi", "resume", "redis2", "drain"],
                    help="fanout: N WebSocket clients, announcements and a burst, per target; polls: held "
                         "long-polls released by one send; sendapi: service send API throughput; resume: "
-                        "reconnect behind a backlog; redis2: two notify processes over Redis (bench/scenarios.py)")
+                        "reconnect behind a backlog; redis2: two notify processes over Redis; drain: SIGTERM to a process "
+                        "holding N clients, which move to the other (bench/scenarios.py)")
     p.add_argument("--clients", default="1000,5000,10000", help="comma-separated N values")
     p.add_argument("--target", default="baseline,notify,echo", help="comma-separated: baseline, notify, echo")
     p.add_argument("--quick", action="store_true", help="smoke run: N=200,1000, 3 announcements, burst 10")
@@ -730,7 +734,11 @@ def main():
     g.add_argument("--resume-rounds", type=int, default=5)
     g = p.add_argument_group("redis2")
     g.add_argument("--redis2-clients", type=int, default=5000, help="clients per process")
-    g.add_argument("--redis2-url", default="redis://127.0.0.1:6379/5", help="REDIS_URL of both processes")
+    g.add_argument("--redis2-url", default="redis://127.0.0.1:6379/5", help="REDIS_URL of both processes "
+                   "(redis2 and drain)")
+    g = p.add_argument_group("drain")
+    g.add_argument("--drain-clients", type=int, default=10000, help="WebSocket clients on process A")
+    g.add_argument("--drain-seconds", type=float, default=10, help="A's NOTIFY_DRAIN_SECONDS")
     p.add_argument("--pause", type=float, default=3.0, help="seconds between runs (sockets drain)")
     p.add_argument("--out", help="JSON results file (default bench/results/<time>-<scenario>.json)")
     p.add_argument("--table", metavar="JSON", help="only print the table of an earlier results file")

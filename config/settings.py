@@ -10,6 +10,9 @@ Environment variables (all optional; the defaults give the embedded setup):
   SQLite beside manage.py, in WAL mode with a busy timeout.
 - ``REDIS_URL``: e.g. ``redis://127.0.0.1:6379/0``; unset means the in-memory channel
   layer (a single process).
+- ``NOTIFY_DRAIN_SECONDS``: the graceful-drain window on SIGTERM (default 10).
+- ``NOTIFY_METRICS_TOKEN``: Bearer token for ``/notify/metrics``; unset: 404.
+- ``NOTIFY_LOG_FORMAT``: ``text`` (default) or ``json``; ``NOTIFY_LOG_LEVEL`` (INFO).
 - ``DJANGO_SECURE``: ``1`` turns on the HTTPS-only settings (SSL redirect, HSTS,
   secure cookies); off by default because TLS usually ends at the proxy.
 """
@@ -18,6 +21,8 @@ import os
 from pathlib import Path
 
 import environ
+
+from notify.logging import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -51,6 +56,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "notify.metrics.ApiMetricsMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -179,13 +185,14 @@ if env.bool("DJANGO_SECURE", default=False):
 
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "loggers": {
-        "notify": {"level": env.str("NOTIFY_LOG_LEVEL", default="INFO")},
-    },
-}
+# One stderr handler; NOTIFY_LOG_FORMAT=json makes every line a JSON object with the
+# event's fields (notify/logging.py).
+LOGGING = logging_config(
+    env.str("NOTIFY_LOG_FORMAT", default="text"), env.str("NOTIFY_LOG_LEVEL", default="INFO")
+)
 
 # App settings: see notify/conf.py for every key, its unit and its default.
-NOTIFY = {}
+NOTIFY = {
+    "DRAIN_SECONDS": env.float("NOTIFY_DRAIN_SECONDS", default=10),
+    "METRICS_TOKEN": env.str("NOTIFY_METRICS_TOKEN", default="") or None,
+}

@@ -14,3 +14,7 @@ class NotifyConfig(AppConfig):
 
         # Limits daphne must enforce before the application runs (issue 10).
         install()
+
+        from .drain import install_under_daphne
+
+        install_under_daphne()  # graceful drain on SIGTERM/SIGINT (notify/drain.py)

@@ -61,6 +61,12 @@ DEFAULTS: dict[str, Any] = {
     # counted from the connection or, on a kept-alive connection, from the end of the
     # previous response; then the connection is closed (see notify/daphne.py).
     "HEADER_TIMEOUT_SECONDS": 30,
+    # Graceful drain on SIGTERM/SIGINT (notify.drain): the window in seconds over which
+    # the clients of a stopping process are told to reconnect elsewhere (each gets a
+    # random delay in it), and how long the process keeps answering before it exits.
+    "DRAIN_SECONDS": 10,
+    # Bearer token for <prefix>metrics (Prometheus). None: the endpoint answers 404.
+    "METRICS_TOKEN": None,
 }
 
 

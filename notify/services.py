@@ -17,6 +17,7 @@ from .conf import notify_settings
 from .exceptions import InvalidParameter, RateLimited, UnknownRecipient
 from .realtime.broker import publish, publish_entries, read_message, revoke_message
 from .locks import lock_streams
+from .logging import log_fields
 from .models import ANNOUNCEMENT_KIND, Announcement, ApiToken, Entry, Notification, Receipt, StreamState, hash_token
 from .selectors import stream_summary, unread_count
 from .validation import AnnouncementFields, NotificationFields, check_text, validate
@@ -215,7 +216,8 @@ def rate_limit_wait(group: str, key: str, rate: str) -> int | None:
     try:
         usage = get_usage(None, group=group, key=lambda _group, _request: key, rate=rate, increment=True)
     except Exception:
-        logger.warning("notify: rate limit cache unavailable; request allowed", exc_info=True)
+        logger.warning("notify: rate limit cache unavailable; request allowed", exc_info=True,
+                       extra=log_fields("rate_limit.cache_unavailable", group=group))
         return None
     if usage is not None and usage["should_limit"]:
         return max(1, int(usage["time_left"]))

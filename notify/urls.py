@@ -14,7 +14,7 @@ Mount under a prefix of its own, e.g. ``path("alerts/", include("notify.urls"))`
 
 from django.urls import include, path, re_path
 
-from . import views
+from . import health, views
 from .http import api, errors
 
 app_name = "notify"
@@ -24,5 +24,9 @@ urlpatterns = [
     path("api/", include(api.urlpatterns())),
     path("poll/", views.stream_not_routed, name="poll"),
     path("stream/", views.stream_not_routed, name="stream"),
+    # Operator endpoints (notify/health.py): health, readiness, Prometheus metrics.
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", health.metrics_view, name="metrics"),
     re_path(r"^.*$", errors.not_found),
 ]

@@ -141,6 +141,9 @@ def child_env(redis_url: str | None = None, **extra) -> dict:
         DATABASE_URL=database_url(),
         DJANGO_ALLOWED_HOSTS="localhost,127.0.0.1",
         PYTHONUNBUFFERED="1",
+        # A stopped test server drains at once (notify.drain); tests of the drain
+        # pass their own window.
+        NOTIFY_DRAIN_SECONDS="0",
     )
     env.pop("REDIS_URL", None)
     if redis_url:
@@ -188,6 +191,14 @@ class DaphneProcess:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` (e.g. ``signal.SIGTERM``: the graceful drain) to daphne."""
+        self.proc.send_signal(signum)
+
+    def wait_exit(self, timeout: float) -> int:
+        """Wait (at most ``timeout`` s) until daphne has exited; return its exit code."""
+        return self.proc.wait(timeout)
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -179,6 +179,37 @@ def test_page_reconnects_after_a_server_restart_and_shows_what_it_missed(
     assert len(shown) == len(set(shown)) == 3
 
 
+@pytest.mark.parametrize("transport", ["websocket", "sse", "poll"])
+def test_page_never_shows_offline_through_a_drain_and_restart(browser_factory, daphne_factory, make_user, manage,
+                                                             transport):
+    """Issue 13: SIGTERM drains the server (1012 / reconnect / reconnect_ms); the page
+    waits the delay, says "connecting" (not "offline") while the server restarts, and
+    then shows what was sent meanwhile, once."""
+    import signal
+
+    make_user("gina")
+    server = daphne_factory(NOTIFY_DRAIN_SECONDS="2")
+    driver = browser_factory()
+    sign_in(driver, server, "gina", f"/?transport={transport}")
+    live(driver, transport)
+    driver.execute_script(
+        "window.__states = [];"
+        "const el = document.getElementById('transport-status');"
+        "new MutationObserver(() => window.__states.push(el.dataset.state))"
+        ".observe(el, {attributes: true, attributeFilter: ['data-state']});"
+    )
+    server.signal(signal.SIGTERM)
+    assert server.wait_exit(20) == 0
+    result = manage("notify_send", "--to", "gina", "--title", "Sent during the deploy")
+    assert result.returncode == 0, result.stderr
+    server.start()
+    wait_until(driver, lambda d: shows(d, "Sent during the deploy"), "item not shown after the restart", timeout=45)
+    live(driver, transport)
+    states = driver.execute_script("return window.__states")
+    assert "connecting" in states and "offline" not in states, " ".join(states)
+    assert len(ids(driver)) == len(set(ids(driver))) == 1
+
+
 def test_mark_read_in_one_tab_drops_the_badge_in_another(browser_factory, daphne_factory, make_user, manage):
     frank = make_user("frank")
     server = daphne_factory()

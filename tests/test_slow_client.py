@@ -10,13 +10,16 @@ import requests
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from .test_operations import json_lines, scrape
+
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 FRAMES = 400  # ~17 KB each: ~7 MB, more than the kernel's socket buffers hold
 
 
 async def test_a_client_that_does_not_read_is_dropped_and_resumes(daphne_factory, user, token, service_key):
-    server = daphne_factory(DJANGO_SETTINGS_MODULE="tests.slow_client_settings")
+    server = daphne_factory(DJANGO_SETTINGS_MODULE="tests.slow_client_settings", NOTIFY_METRICS_TOKEN="m",
+                            NOTIFY_LOG_FORMAT="json")
     headers = {"Authorization": f"Bearer {token}"}
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -43,6 +46,10 @@ async def test_a_client_that_does_not_read_is_dropped_and_resumes(daphne_factory
     # Dropped (an abort may also discard what the client's kernel still held).
     assert len(received) < FRAMES
     assert "closing slow WebSocket" in server.logs()
+    # The operator sees it: a metric and a structured log line.
+    assert scrape(server, "m")["notify_slow_clients_dropped_total"] == 1
+    dropped = [line for line in json_lines(server.logs()) if line.get("event") == "websocket.slow_client_dropped"]
+    assert dropped and dropped[0]["user_id"] == user.pk and dropped[0]["unsent_bytes"] > 64 * 1024
     # Resuming from the last id it saw brings exactly the rest, in order.
     cursor = received[-1] if received else hello["cursor"]
     async with connect(f"{server.ws_url}/ws/notify/?since={cursor}", additional_headers=headers,

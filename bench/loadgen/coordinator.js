@@ -30,7 +30,7 @@ const nowMs = () => performance.timeOrigin + performance.now();
 
 function parseArgs(argv) {
   const a = { url: null, clients: 100, workers: 4, tokens: null, concurrency: 200,
-              connectTimeout: 120, localAddresses: '', protocol: '' };
+              connectTimeout: 120, localAddresses: '', protocol: '', reconnectUrl: '' };
   for (let i = 2; i < argv.length; i++) {
     const k = argv[i];
     const v = argv[i + 1];
@@ -43,6 +43,7 @@ function parseArgs(argv) {
       case '--connect-timeout': a.connectTimeout = parseFloat(v); i++; break;
       case '--local-addresses': a.localAddresses = v; i++; break;
       case '--protocol': a.protocol = v; i++; break;
+      case '--reconnect-url': a.reconnectUrl = v; i++; break;
       default: die('unknown argument ' + k);
     }
   }
@@ -113,6 +114,7 @@ async function connect() {
     cmd: 'connect', url: args.url, indices: shares[w], tokens,
     concurrency: Math.max(1, Math.ceil(args.concurrency / K)),
     timeoutMs: args.connectTimeout * 1000, localAddresses, protocol: args.protocol || null,
+    reconnectUrl: args.reconnectUrl || null,
   }, args.connectTimeout * 1000 + 10000)));
   let ok = 0, failed = 0, timedOut = false, end = t0;
   const failures = {};
@@ -167,10 +169,16 @@ async function report(cmd) {
   const phases = cmd.phases || {};
   const res = await askAll({ cmd: 'report', phases }, 60000);
   const summary = { ev: 'report', connected: connectedClients, phases: {}, frames: 0,
-                    typeCounts: {}, closeCodes: {}, errors: {}, open: 0, hello: 0 };
+                    typeCounts: {}, closeCodes: {}, errors: {}, open: 0, hello: 0,
+                    drain: { closes: 0, reconnects: [], failures: {}, noticeAt: [], delays: [] } };
   for (const r of res) {
     if (r.ev !== 'report') continue;
     summary.frames += r.frames; summary.open += r.open; summary.hello += r.hello;
+    if (r.drain) {
+      summary.drain.closes += r.drain.closes;
+      for (const k of ['reconnects', 'noticeAt', 'delays']) for (const v of r.drain[k]) summary.drain[k].push(v);
+      for (const [k, v] of Object.entries(r.drain.failures)) summary.drain.failures[k] = (summary.drain.failures[k] || 0) + v;
+    }
     for (const key of ['typeCounts', 'closeCodes', 'errors']) {
       for (const [k, v] of Object.entries(r[key] || {})) summary[key][k] = (summary[key][k] || 0) + v;
     }

@@ -21,12 +21,17 @@ let frames = 0, notifFrames = 0, otherFrames = 0, badFrames = 0, pingFrames = 0;
 const typeCounts = {};
 let closeCodes = {};
 let errors = {};
+// Graceful drain (bench scenario "drain"): clients closed with 1012 reconnect to
+// `reconnectUrl` after the delay in the close reason, resuming with their cursor.
+let closing = false;
+const drain = { closes: 0, reconnects: [], failures: {}, noticeAt: [], delays: [] };
 
 // Fast path: notification frames carry a body with "seq" and "t" (as an escaped JSON
 // string inside the outer JSON, or as plain keys). Match both without a full parse.
 const SEQ_RE = /\\?"seq\\?"\s*:\s*(\d+)/;
 const T_RE = /\\?"t\\?"\s*:\s*(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)/;
 const TYPE_RE = /"type"\s*:\s*"([A-Za-z_.-]+)"/;
+const ID_RE = /"notification":\{"id":(\d+)/;
 
 function onFrame(c, data, isBinary) {
   const recv = nowMs();
@@ -34,6 +39,8 @@ function onFrame(c, data, isBinary) {
   if (isBinary) { badFrames++; return; }
   const s = typeof data === 'string' ? data : data.toString('utf8');
   const m = SEQ_RE.exec(s);
+  const idm = ID_RE.exec(s);
+  if (idm) c.cursor = Math.max(c.cursor || 0, Number(idm[1]));
   if (m) {
     const tm = T_RE.exec(s);
     const seq = Number(m[1]);
@@ -63,7 +70,10 @@ function onFrame(c, data, isBinary) {
   }
   typeCounts[type] = (typeCounts[type] || 0) + 1;
   if (type === 'ping') { pingFrames++; return; }
-  if (type === 'hello') c.hello = true;
+  if (type === 'hello') {
+    c.hello = true;
+    try { if (c.cursor === null) c.cursor = JSON.parse(s).cursor; } catch (_) {}
+  }
   otherFrames++;
 }
 
@@ -88,7 +98,8 @@ function connectAll(opts) {
         if (tokens && tokens.length) headers['Authorization'] = 'Bearer ' + tokens[idx % tokens.length];
         const wsOpts = { headers, perMessageDeflate: false, handshakeTimeout: Math.min(timeoutMs, 60000) };
         if (localAddresses && localAddresses.length) wsOpts.localAddress = localAddresses[idx % localAddresses.length];
-        const c = { ws: null, idx, open: false, everOpen: false, seqs: new Map(), hello: false, settled: false };
+        const c = { ws: null, idx, open: false, everOpen: false, seqs: new Map(), hello: false, settled: false,
+                    cursor: null, wsOpts, protocol, reconnectUrl: opts.reconnectUrl || null };
         pending++;
         let ws;
         try {
@@ -119,15 +130,56 @@ function connectAll(opts) {
           errors[k] = (errors[k] || 0) + 1;
           settle(false, k);
         });
-        ws.on('close', (code) => {
+        ws.on('close', (code, reason) => {
           if (c.open) { closeCodes[code] = (closeCodes[code] || 0) + 1; }
           c.open = false;
           settle(false, 'closed ' + code);
+          if (code === 1012 && c.reconnectUrl) drainNotice(c, reason);
         });
       }
     }
     if (indices.length === 0) finish(false); else launch();
   });
+}
+
+function drainNotice(c, reason) {
+  let delay = 0;
+  try { delay = Number(JSON.parse(String(reason)).reconnect_ms) || 0; } catch (_) {}
+  drain.closes++;
+  drain.noticeAt.push(nowMs());
+  drain.delays.push(delay);
+  setTimeout(() => reopen(c, 0), delay);
+}
+
+function reopen(c, attempt) {
+  const url = c.reconnectUrl + (c.cursor !== null ? '?since=' + c.cursor : '');
+  let ws;
+  try {
+    ws = c.protocol ? new WebSocket(url, c.protocol, c.wsOpts) : new WebSocket(url, c.wsOpts);
+  } catch (err) {
+    return retry(c, attempt, String(err.message || err).slice(0, 80));
+  }
+  c.ws = ws;
+  let opened = false;
+  ws.on('open', () => { opened = true; c.open = true; drain.reconnects.push(nowMs()); });
+  ws.on('message', (data, isBinary) => onFrame(c, data, isBinary));
+  ws.on('unexpected-response', (req, res) => {
+    try { req.destroy(); } catch (_) {}
+    retry(c, attempt, 'HTTP ' + res.statusCode);
+  });
+  ws.on('error', (err) => { if (!opened) retry(c, attempt, String(err.code || err.message || err).slice(0, 80)); });
+  ws.on('close', (code) => {
+    if (c.open) closeCodes[code] = (closeCodes[code] || 0) + 1;
+    c.open = false;
+  });
+}
+
+function retry(c, attempt, why) {
+  if (c.retrying === attempt) return; // error and close of one attempt
+  c.retrying = attempt;
+  drain.failures[why] = (drain.failures[why] || 0) + 1;
+  // As the JS client: full-jitter exponential backoff, random(0, min(30 s, 1 s * 2^n)).
+  if (!closing) setTimeout(() => reopen(c, attempt + 1), Math.random() * Math.min(30000, 1000 * 2 ** attempt));
 }
 
 function countsMsg() {
@@ -142,7 +194,7 @@ function countsMsg() {
 // Raw per-phase data for the coordinator, which merges all workers.
 function report(phases) {
   const out = { ev: 'report', phases: {}, frames, notifFrames, otherFrames, badFrames,
-                pingFrames, typeCounts, closeCodes, errors,
+                pingFrames, typeCounts, closeCodes, errors, drain,
                 open: clients.filter((c) => c.open).length, clients: clients.length,
                 hello: clients.filter((c) => c.hello).length };
   for (const [name, seqList] of Object.entries(phases)) {
@@ -193,6 +245,7 @@ process.on('message', async (msg) => {
     } else if (msg.cmd === 'report') {
       process.send(report(msg.phases || {}));
     } else if (msg.cmd === 'close') {
+      closing = true;
       for (const c of clients) { try { c.ws && c.ws.terminate(); } catch (_) {} }
       process.send({ ev: 'closed' }, () => process.exit(0));
       setTimeout(() => process.exit(0), 2000).unref();

@@ -27,6 +27,7 @@ from .. import services
 from ..auth import bearer_token
 from ..conf import notify_settings
 from ..exceptions import InvalidParameter, RateLimited
+from ..logging import log_fields
 from ..models import ApiToken
 from ..selectors import inbox_page, unread_count
 from ..validation import check_text
@@ -386,7 +387,8 @@ def _not_found(request, exc):
 
 @api.exception_handler(Exception)
 def _server_error(request, exc):
-    logger.exception("notify: %s %s failed", request.method, request.path)
+    logger.exception("notify: %s %s failed", request.method, request.path,
+                     extra=log_fields("api.failed", method=request.method, path=request.path))
     return error_response(500, "server_error", "The server failed; try again later.")
 
 

@@ -8,12 +8,15 @@ number of connections. The layer is lossy by design; the database is the truth
 """
 
 import logging
+import time
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
+from .. import metrics
 from ..conf import notify_settings
+from ..logging import log_fields
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +41,10 @@ def entry_payload(entry) -> dict[str, Any]:
 def entries_messages(entries) -> list[dict[str, Any]]:
     """Return the ``notify.entries`` messages for freshly committed ``Entry`` rows:
     ``{"type": "notify.entries", "entries": [entry_payload, ...]}``, ``PUSH_CHUNK`` a
-    message."""
-    payloads = [entry_payload(entry) for entry in entries]
+    message; each payload stamped with ``committed`` (now, POSIX seconds: these are
+    built right after the commit) for ``notify_delivery_latency_seconds``."""
+    committed = time.time()
+    payloads = [dict(entry_payload(entry), committed=committed) for entry in entries]
     return [{"type": "notify.entries", "entries": payloads[start : start + PUSH_CHUNK]}
             for start in range(0, len(payloads), PUSH_CHUNK)]
 
@@ -70,7 +75,8 @@ async def apublish(message: dict[str, Any]) -> None:
     try:
         await layer.group_send(HUB_GROUP, message)
     except Exception:
-        logger.warning("notify: push of %s failed; clients resume from the database", message.get("type"), exc_info=True)
+        logger.warning("notify: push of %s failed; clients resume from the database", message.get("type"), exc_info=True,
+                       extra=log_fields("hub.publish_failed", message_type=message.get("type")))
 
 
 def publish(message: dict[str, Any]) -> None:
@@ -79,6 +85,8 @@ def publish(message: dict[str, Any]) -> None:
 
 
 def publish_entries(entries) -> None:
-    """Publish freshly committed entries to every process's hub (``entries_messages``)."""
+    """Publish freshly committed entries to every process's hub (``entries_messages``),
+    and count them (``notify_entries_total``)."""
+    metrics.entries_committed(entries)
     for message in entries_messages(entries):
         publish(message)

@@ -48,8 +48,32 @@ from ..conf import notify_settings
 
 def protocol_of(send):
     """Return daphne's protocol object (autobahn ``WebSocketServerProtocol`` or Twisted
-    ``Request``) behind an ASGI ``send``, or None under another server."""
-    return send.args[0] if isinstance(send, functools.partial) and send.args else None
+    ``Request``) behind an ASGI ``send``, or None under another server.
+
+    Sees through Channels' ``SessionMiddleware``, which hands a cookie-authenticated
+    consumer its own ``send`` method and keeps daphne's as ``real_send`` (without this,
+    browsers' connections lost the direct socket writes and the slow-client bound).
+    """
+    for _ in range(8):
+        if isinstance(send, functools.partial):
+            return send.args[0] if send.args else None
+        send = getattr(getattr(send, "__self__", None), "real_send", None)
+        if send is None:
+            return None
+    return None
+
+
+def close_websocket(send, code: int, reason: str) -> bool:
+    """Close the WebSocket behind ``send`` with any ``code`` and ``reason`` (daphne lets
+    an application close with 1000 or 3000-4999 only and drops the reason; autobahn's
+    ``sendCloseFrame`` writes the same frame without that check). Returns False (nothing
+    done) under another server; True also when the socket was no longer open."""
+    protocol = protocol_of(send)
+    if not hasattr(protocol, "sendCloseFrame") or not hasattr(protocol, "STATE_OPEN"):
+        return False
+    if protocol.state == protocol.STATE_OPEN:
+        protocol.sendCloseFrame(code=code, reasonUtf8=reason.encode()[:123], isReply=False)
+    return True
 
 
 def receive_queue(receive) -> asyncio.Queue | None:

@@ -74,10 +74,12 @@ class Push:
     Args:
         data: ``{"obj": <notification object>, "recipient": user pk or None,
             "group": audience group pk or None, "created": POSIX seconds,
-            "expires": POSIX seconds or None}``.
+            "expires": POSIX seconds or None, "committed": POSIX seconds of the commit,
+            only in a push (for ``notify_delivery_latency_seconds``)}``.
     """
 
-    __slots__ = ("id", "obj", "recipient", "group", "created", "expires", "_json", "_ws", "_wire", "_sse")
+    __slots__ = ("id", "obj", "recipient", "group", "created", "expires", "committed", "_json", "_ws", "_wire",
+                 "_sse")
 
     def __init__(self, data: dict[str, Any]):
         self.obj = data["obj"]
@@ -86,6 +88,7 @@ class Push:
         self.group = data.get("group")
         self.created = data.get("created", 0.0)
         self.expires = data.get("expires")
+        self.committed = data.get("committed")  # POSIX seconds of the commit, pushes only
         self._json = None
         self._ws = None
         self._wire = None

@@ -26,7 +26,9 @@ from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db.models import Max
 
+from .. import metrics
 from ..conf import notify_settings
+from ..logging import log_fields
 from .broker import HUB_GROUP, entry_payload
 from .frames import Push
 from .sequencer import Sequencer
@@ -56,8 +58,10 @@ class Connection:
 
     Args:
         sink: the transport; it implements ``deliver(pushes)`` (send entries, calling
-            ``take_new`` first), ``deliver_read(event)``, ``heartbeat()`` and
-            ``revoke()``.
+            ``take_new`` first), ``deliver_read(event)``, ``heartbeat()``,
+            ``revoke()`` and ``drain(delay_ms)`` (``notify.drain``: tell the client to
+            reconnect elsewhere after ``delay_ms`` ms with its cursor, and leave the
+            hub); its ``transport`` names it for metrics and logs.
         user: the authenticated user.
         token_id: the ApiToken pk of a token-authenticated connection, else None.
 
@@ -173,6 +177,7 @@ class Hub:
         """
         self.by_user[link.user_id].add(link)
         self.count += 1
+        metrics.connection_opened(link.sink.transport)
         if self._task is None or self._task.done():
             self._ready = asyncio.Event()
             self._task = asyncio.ensure_future(self._run())
@@ -180,7 +185,19 @@ class Hub:
             try:
                 await asyncio.wait_for(self._ready.wait(), SUBSCRIBE_WAIT_SECONDS)
             except asyncio.TimeoutError:
-                logger.warning("notify hub: channel layer unavailable, serving from the database")
+                logger.warning("notify hub: channel layer unavailable, serving from the database",
+                               extra=log_fields("hub.layer_unavailable", link.sink))
+
+    @property
+    def listening(self) -> bool:
+        """Whether the listener runs (it does while any connection is registered) and
+        has tried to subscribe at least once."""
+        return self._task is not None and not self._task.done() and self._ready.is_set()
+
+    @property
+    def subscribed(self) -> bool:
+        """Whether the hub's channel-layer subscription currently stands."""
+        return self._channel is not None
 
     def unsubscribe(self, link: Connection) -> None:
         """Remove ``link``; does nothing if it is not registered. The listener
@@ -190,6 +207,7 @@ class Hub:
             return
         links.discard(link)
         self.count -= 1
+        metrics.connection_closed(link.sink.transport)
         if not links:
             del self.by_user[link.user_id]
         if self.count == 0 and self._task is not None:
@@ -241,7 +259,8 @@ class Hub:
                 self._ready.set()
                 if failures:
                     # Pushes sent while the layer was away are lost: read them.
-                    logger.warning("notify hub: channel layer back, catching up from the database")
+                    logger.warning("notify hub: channel layer back, catching up from the database",
+                                   extra=log_fields("hub.catch_up", connections=self.count, failures=failures))
                     self.catch_ups += 1
                     await self.sequencer.tail(await _alatest_id())
                 failures = 0
@@ -253,7 +272,8 @@ class Hub:
             except Exception:
                 failures += 1
                 self._channel = None
-                logger.warning("notify hub: channel layer failed", exc_info=True)
+                logger.warning("notify hub: channel layer failed", exc_info=True,
+                               extra=log_fields("hub.layer_failed", connections=self.count, failures=failures))
                 # Connections waiting for the layer go on from the database.
                 self._ready.set()
                 await asyncio.sleep(min(0.25 * 2**failures, 5.0))
@@ -442,6 +462,11 @@ async def _quietly(awaitable) -> None:
 
 
 _hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub]" = weakref.WeakKeyDictionary()
+
+
+def all_hubs() -> list[Hub]:
+    """Return the hubs of this process (one per event loop that has used one)."""
+    return list(_hubs.values())
 
 
 def get_hub() -> Hub:

@@ -29,6 +29,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
+from ..logging import log_fields
+
 logger = logging.getLogger(__name__)
 
 # How long an entry waits for a missing smaller id before the sequencer reads the
@@ -183,7 +185,8 @@ class Sequencer:
         try:
             found = await self._read_range(low, upto, self.limit)
         except Exception:
-            logger.warning("notify sequencer: could not read ids %s..%s", low + 1, upto, exc_info=True)
+            logger.warning("notify sequencer: could not read ids %s..%s", low + 1, upto, exc_info=True,
+                           extra=log_fields("sequencer.read_failed", low=low + 1, high=upto))
             return False
         self.gap_fills += 1
         # A capped read resolves only up to its last row.
@@ -217,7 +220,8 @@ class Sequencer:
             try:
                 arrived = await self._read_ids(sorted(self.absent))
             except Exception:
-                logger.warning("notify sequencer: could not re-read absent ids", exc_info=True)
+                logger.warning("notify sequencer: could not re-read absent ids", exc_info=True,
+                               extra=log_fields("sequencer.recheck_failed", absent=len(self.absent)))
                 arrived = []
             for entry in arrived:
                 self.absent.pop(entry.id, None)

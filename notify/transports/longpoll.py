@@ -7,6 +7,7 @@ its ``timeout`` (``loop.call_later``).
 import asyncio
 from typing import Any
 
+from .. import metrics
 from ..conf import notify_settings
 from ..exceptions import InvalidParameter
 from ..params import parse_int, query_params
@@ -26,6 +27,8 @@ class PollConsumer(StreamConsumer):
     ``POLL_MAX_TIMEOUT`` (default ``POLL_TIMEOUT``), ``limit`` 1 to ``POLL_MAX_LIMIT``
     (default ``POLL_LIMIT``); anything else is ``400 invalid_parameter``.
     """
+
+    transport = "longpoll"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -85,9 +88,15 @@ class PollConsumer(StreamConsumer):
             items = ",".join(push.json for push in fresh)
             body = f'{{"cursor":{fresh[-1].id},"unread":{self.unread + len(fresh)},"notifications":[{items}]}}'
             await self.finish(200, body.encode(), JSON_HEADERS)
+            metrics.delivered(self.transport, fresh, responses=1)
 
     async def deliver_read(self, event) -> None:
         self.unread = event["unread"]
 
     async def revoke(self) -> None:
         await self.send_error(401, "not_authenticated", "The token was revoked or the user deactivated.")
+
+    async def drain(self, delay_ms: int) -> None:
+        if not self.finished:
+            await self.send_json(200, {"cursor": self.link.cursor, "unread": self.unread, "notifications": [],
+                                       "reconnect_ms": delay_ms})

@@ -3,8 +3,10 @@
 
 import logging
 
+from .. import metrics
 from ..conf import notify_settings
 from ..exceptions import InvalidParameter
+from ..logging import log_fields
 from ..params import parse_int, query_params
 from ..realtime import daphne, frames
 from ..realtime.frames import Push
@@ -34,6 +36,8 @@ class EventStreamConsumer(StreamConsumer):
     ``BACKLOG_LIMIT``; ``read`` on read changes; a ``: ping`` comment after
     ``HEARTBEAT_SECONDS`` of silence. A revoked token ends the stream.
     """
+
+    transport = "sse"
 
     async def handle(self, body):
         if not await self.check_request():
@@ -89,12 +93,16 @@ class EventStreamConsumer(StreamConsumer):
     # The link's sink: called by the hub
 
     async def deliver(self, pushes: list[Push]) -> None:
-        await self.send_text("".join(push.sse_event for push in self.link.take_new(pushes)))
+        fresh = self.link.take_new(pushes)
+        await self.send_text("".join(push.sse_event for push in fresh))
+        metrics.delivered(self.transport, fresh)
         backlog = daphne.buffered_bytes(self.base_send)
         if backlog is not None and backlog > notify_settings.MAX_SEND_BUFFER_BYTES:
             # A reader that does not keep up must not grow our memory without bound:
             # drop it; EventSource reconnects with Last-Event-ID and resumes.
-            logger.warning("notify: closing slow SSE stream of user %s (%d bytes unsent)", self.user.pk, backlog)
+            logger.warning("notify: closing slow SSE stream of user %s (%d bytes unsent)", self.user.pk, backlog,
+                           extra=log_fields("sse.slow_client_dropped", self, unsent_bytes=backlog))
+            metrics.slow_client_dropped()
             daphne.drop(self.base_send)
 
     async def deliver_read(self, event) -> None:
@@ -106,6 +114,14 @@ class EventStreamConsumer(StreamConsumer):
     async def revoke(self) -> None:
         if not self.headers_sent:
             return await self.send_error(401, "not_authenticated", "The token was revoked or the user deactivated.")
+        await self._end()
+
+    async def drain(self, delay_ms: int) -> None:
+        await self.send_text(frames.sse_event("reconnect", {"reconnect_ms": delay_ms}, retry_ms=delay_ms))
+        await self._end()
+
+    async def _end(self) -> None:
+        """End the stream (the response is complete) and let the consumer finish."""
         if not self.finished:
             await self.send_body(b"")
             self.finished = True

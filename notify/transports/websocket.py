@@ -10,9 +10,10 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.security.websocket import OriginValidator
 from django.conf import settings
 
-from .. import services
+from .. import drain, metrics, services
 from ..conf import notify_settings
 from ..exceptions import InvalidParameter, RateLimited
+from ..logging import log_fields
 from ..params import parse_int, query_params
 from ..realtime import daphne, frames
 from ..realtime.frames import Push
@@ -74,6 +75,7 @@ class NotificationConsumer(DirectDispatch, AsyncWebsocketConsumer):
     """
 
     channel_layer_alias = None
+    transport = "websocket"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -93,14 +95,16 @@ class NotificationConsumer(DirectDispatch, AsyncWebsocketConsumer):
         if self.scope.get("notify_auth") == "session":
             allowed, origin = origin_allowed(self.scope)
             if not allowed:
-                return await self._refuse("cookie auth with missing or foreign Origin", origin)
+                return await self._refuse("cookie auth with missing or foreign Origin", origin, "refused_origin")
         cap = notify_settings.MAX_CONNECTIONS_PER_USER
         if get_hub().connection_count(user.pk) >= cap:
-            return await self._refuse(f"user {user.pk} has {cap} connections open in this process")
+            return await self._refuse(f"user {user.pk} has {cap} connections open in this process",
+                                      None, "refused_overload")
         self.user = user
         self.link = link = Connection(self, user, token.pk if token is not None else None)
         subprotocols = self.scope.get("subprotocols") or []
         await self.accept(SUBPROTOCOL if SUBPROTOCOL in subprotocols else None)
+        metrics.handshake("accepted")
         self.writer = daphne.SocketWriter.for_send(self.base_send)
         try:
             since = parse_int("since", query_params(self.scope).get("since"), default=None)
@@ -121,9 +125,11 @@ class NotificationConsumer(DirectDispatch, AsyncWebsocketConsumer):
         await self._send_backlog(stream)
         await link.flush_pending()
 
-    async def _refuse(self, reason: str, origin: str | None = None):
+    async def _refuse(self, reason: str, origin: str | None = None, result: str = "refused_auth"):
         client = self.scope.get("client")
-        logger.warning("notify: WebSocket refused (%s); Origin=%r client=%r", reason, origin, client)
+        metrics.handshake(result)
+        logger.warning("notify: WebSocket refused (%s); Origin=%r client=%r", reason, origin, client,
+                       extra=log_fields("websocket.refused", self, reason=reason, origin=origin, result=result))
         await self.close()  # before accept: daphne answers HTTP 403
 
     async def _send_backlog(self, stream: StreamRead) -> None:
@@ -207,15 +213,19 @@ class NotificationConsumer(DirectDispatch, AsyncWebsocketConsumer):
 
     async def deliver(self, pushes: list[Push]) -> None:
         writer = self.writer
-        for push in self.link.take_new(pushes):
+        fresh = self.link.take_new(pushes)
+        for push in fresh:
             if writer is None or not writer.write(push.ws_wire):
                 await self.send_text(push.ws_frame)
+        metrics.delivered(self.transport, fresh)
         self.link.sent()
         backlog = daphne.buffered_bytes(self.base_send)
         if backlog is not None and backlog > notify_settings.MAX_SEND_BUFFER_BYTES:
             # A client that does not read must not grow our memory without bound: drop
             # it; it resumes from its cursor when it reconnects.
-            logger.warning("notify: closing slow WebSocket of user %s (%d bytes unsent)", self.user.pk, backlog)
+            logger.warning("notify: closing slow WebSocket of user %s (%d bytes unsent)", self.user.pk, backlog,
+                           extra=log_fields("websocket.slow_client_dropped", self, unsent_bytes=backlog))
+            metrics.slow_client_dropped()
             daphne.drop(self.base_send)
 
     async def deliver_read(self, event) -> None:
@@ -226,3 +236,9 @@ class NotificationConsumer(DirectDispatch, AsyncWebsocketConsumer):
 
     async def revoke(self) -> None:
         await self.close(CLOSE_REVOKED)
+
+    async def drain(self, delay_ms: int) -> None:
+        if self.subscribed:
+            get_hub().unsubscribe(self.link)
+            self.subscribed = False
+        await drain.close_for_restart(self.base_send, delay_ms)

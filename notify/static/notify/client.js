@@ -78,6 +78,13 @@
  *     only moves forward. Every (re)connect resumes with since=lastId.
  *   - The browser's offline/online events pause and resume the client; coming back to a
  *     hidden tab retries at once (or checks a WebSocket with a ping).
+ *   - Graceful drain (a server process is stopping): WebSocket close code 1012 with the
+ *     reason {"reconnect_ms": n}, an SSE `reconnect` event with the same data, or a
+ *     long-poll answer carrying "reconnect_ms". The client waits those n ms (the
+ *     server's jitter, not its own backoff), reconnects on the same transport with its
+ *     cursor, and shows "connecting", never "offline": for DRAIN_EPISODE_MS after the
+ *     notice, a link that fails or ends (the stopping process may take a reconnect
+ *     before it exits) retries with backoff on the same transport, without falling back.
  */
 
 const DEFAULT_TRANSPORTS = ["websocket", "sse", "poll"];
@@ -99,6 +106,9 @@ const POLL_TIMEOUT_S = 25; // server-side hold, seconds
 const POLL_GRACE_MS = 15000; // on top of the hold before we give up on a request
 const POLL_MIN_CYCLE_MS = 1000; // never loop faster than this on empty answers
 const SEEN_LIMIT = 2000; // ids remembered for de-duplication
+const CLOSE_SERVICE_RESTART = 1012; // WebSocket close code of a draining server
+const DRAIN_MAX_DELAY_MS = 60000; // the most a server may make us wait
+const DRAIN_EPISODE_MS = 60000; // after a drain notice, lost links keep "connecting" this long
 
 /**
  * Full-jitter exponential backoff.
@@ -194,6 +204,7 @@ export class NotifyClient {
   #retryTimer = null;
   #climbTimer = null;
   #episode = null; // { fallbackFailed } between falling back and being live again
+  #drainUntil = 0; // Date.now() before which failed opens belong to a server's drain
   #everLive = new Set(); // transports that have been live in this client's life
   #unlisten = null;
 
@@ -368,7 +379,11 @@ export class NotifyClient {
       // Any frame proves the link alive (the server pings after `heartbeat` s of silence).
       if (!link.closed) this.#arm(link, link.live ? this.#deadAfterMs() : CONNECT_TIMEOUT_MS);
     };
-    ws.onclose = (event) => this.#closed(link, { code: event.code });
+    ws.onclose = (event) =>
+      this.#closed(link, {
+        code: event.code,
+        reconnectMs: event.code === CLOSE_SERVICE_RESTART ? drainDelay(parseJson(event.reason), true) : null,
+      });
   }
 
   #openEventSource(link) {
@@ -399,6 +414,9 @@ export class NotifyClient {
     }));
     on("read", (data) => ({ ...data, type: "read" }));
     on("reset", (data) => ({ ...data, type: "reset" }));
+    source.addEventListener("reconnect", (event) => {
+      this.#closed(link, { reconnectMs: drainDelay(parseJson(event.data), true) });
+    });
     source.onerror = () => this.#closed(link, {});
   }
 
@@ -443,6 +461,11 @@ export class NotifyClient {
         }
         if (link.closed) return;
         this.#pollAnswer(link, body);
+        const drained = drainDelay(body, false);
+        if (drained !== null) {
+          this.#closed(link, { reconnectMs: drained });
+          return;
+        }
         first = false;
         const empty = !(body && Array.isArray(body.notifications) && body.notifications.length);
         const waited = since !== null && timeout > 0;
@@ -578,9 +601,20 @@ export class NotifyClient {
     if (!this.#running) return;
     clearTimeout(this.#climbTimer);
     this.#climbTimer = null;
+    if (info && info.reconnectMs !== null && info.reconnectMs !== undefined) {
+      // The server is draining: come back after its delay, same transport, no backoff.
+      this.#failures = 0;
+      this.#drainUntil = Date.now() + info.reconnectMs + DRAIN_EPISODE_MS;
+      this.#setStatus("connecting", link.name);
+      this.#retryTimer = setTimeout(() => this.#connect(), info.reconnectMs);
+      return;
+    }
+    const draining = Date.now() < this.#drainUntil;
     if (link.live) {
       this.#failures = 0;
       if (Date.now() - link.liveAt >= HEALTHY_AFTER_MS) this.#attempt = 0;
+    } else if (draining) {
+      // The old process is gone and the next one may not be up yet: retry, do not fall back.
     } else {
       this.#failures += 1;
       if (this.#index > 0 && this.#episode) this.#episode.fallbackFailed = true;
@@ -592,7 +626,8 @@ export class NotifyClient {
     }
     const delay = Math.max(backoffDelay(this.#attempt), (info && info.retryAfterMs) || 0);
     this.#attempt += 1;
-    this.#setStatus("offline", null);
+    if (draining) this.#setStatus("connecting", this.#transports[this.#index]);
+    else this.#setStatus("offline", null);
     this.#retryTimer = setTimeout(() => this.#connect(), delay);
   }
 
@@ -790,6 +825,27 @@ async function httpFailure(response, transport) {
     message,
     retryAfterMs: Number.isFinite(seconds) && seconds > 0 ? Math.min(seconds * 1000, 5 * 60 * 1000) : 0,
   };
+}
+
+/**
+ * The reconnect delay a draining server asked for.
+ * @param {object|null} data `{reconnect_ms}` from a close reason, SSE event or poll answer.
+ * @param {boolean} required true when the message itself means "drain" (1012, `reconnect`):
+ *   a missing or bad delay then gives a random one of up to 10 s; otherwise null.
+ * @returns {number|null} milliseconds in [0, DRAIN_MAX_DELAY_MS], or null.
+ */
+export function drainDelay(data, required) {
+  const ms = data && typeof data === "object" ? Number(data.reconnect_ms) : NaN;
+  if (Number.isFinite(ms) && ms >= 0) return Math.min(Math.floor(ms), DRAIN_MAX_DELAY_MS);
+  return required ? Math.floor(Math.random() * 10000) : null;
+}
+
+function parseJson(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
 }
 
 function toId(value) {
