@@ -10,6 +10,10 @@ Environment variables (all optional; the defaults give the embedded setup):
   SQLite beside manage.py, in WAL mode with a busy timeout.
 - ``REDIS_URL``: e.g. ``redis://127.0.0.1:6379/0``; unset means the in-memory channel
   layer (a single process).
+- ``NOTIFY_WEBPUSH_VAPID_PRIVATE_KEY`` (base64url P-256 scalar or PEM; unset: Web Push
+  off), ``NOTIFY_WEBPUSH_VAPID_SUBJECT`` (``mailto:`` or https URL),
+  ``NOTIFY_WEBPUSH_AFTER_SECONDS``, ``NOTIFY_WEBPUSH_TTL_SECONDS``,
+  ``NOTIFY_WEBPUSH_ALLOW_INSECURE_ENDPOINTS`` (``1``, tests only): Web Push (notify/conf.py).
 - ``DJANGO_SECURE``: ``1`` turns on the HTTPS-only settings (SSL redirect, HSTS,
   secure cookies); off by default because TLS usually ends at the proxy.
 """
@@ -185,3 +189,11 @@ LOGGING = {
 
 # App settings: see notify/conf.py for every key, its unit and its default.
 NOTIFY = {}
+# Web Push settings from the environment (checked when the app loads: a bad key or
+# subject stops daphne, manage.py check and notify_escalate with a message).
+for _name in ("WEBPUSH_VAPID_PRIVATE_KEY", "WEBPUSH_VAPID_SUBJECT", "WEBPUSH_AFTER_SECONDS",
+              "WEBPUSH_TTL_SECONDS"):
+    if os.environ.get(f"NOTIFY_{_name}"):
+        NOTIFY[_name] = os.environ[f"NOTIFY_{_name}"]
+if os.environ.get("NOTIFY_WEBPUSH_ALLOW_INSECURE_ENDPOINTS"):
+    NOTIFY["WEBPUSH_ALLOW_INSECURE_ENDPOINTS"] = env.bool("NOTIFY_WEBPUSH_ALLOW_INSECURE_ENDPOINTS")

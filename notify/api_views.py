@@ -73,7 +73,8 @@ def _authenticate(request: HttpRequest, service: bool) -> ApiToken | None:
         The ``ApiToken`` of a Bearer request, None for a session; sets ``request.user``.
     Raises:
         ApiError: 401 without valid credentials, 403 ``forbidden`` for the wrong kind
-            of credential, 403 ``csrf_failed`` for a session POST without CSRF token.
+            of credential, 403 ``csrf_failed`` for a session POST, PUT or DELETE without
+            CSRF token.
     """
     raw = _bearer(request)
     if raw is not None:
@@ -92,7 +93,7 @@ def _authenticate(request: HttpRequest, service: bool) -> ApiToken | None:
                        {"WWW-Authenticate": 'Bearer realm="notify"'})
     if service:
         raise ApiError(403, "forbidden", "This endpoint needs a service key.")
-    if request.method == "POST":
+    if request.method not in ("GET", "HEAD", "OPTIONS", "TRACE"):  # POST, PUT, DELETE
         check = _CsrfCheck(lambda req: None)
         check.process_request(request)
         rejected = check.process_view(request, None, (), {})

@@ -10,3 +10,6 @@ class NotifyConfig(AppConfig):
 
     def ready(self):
         from . import checks  # noqa: F401  (registers the system checks)
+        from .webpush import config
+
+        config()  # a bad Web Push setting stops daphne, check and every command here

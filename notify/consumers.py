@@ -17,6 +17,7 @@ from .conf import notify_settings
 from .exceptions import InvalidParameter
 from .hub import Push, SocketWriter, Subscriber, buffered_bytes, get_hub
 from .params import parse_int, query_params
+from .receipts import device_key, get_ack_buffer
 from .selectors import StreamRead, aread_stream
 from .serializers import dumps
 
@@ -80,7 +81,7 @@ class NotificationConsumer(DirectDispatch, Subscriber, AsyncWebsocketConsumer):
     no gap and no duplicate between the two: the connection registers with the
     process hub before it reads the backlog, and pushes arriving meanwhile wait in
     ``pending`` until the backlog is out. ``ping`` every ``HEARTBEAT_SECONDS`` of
-    silence. Client frames: ``read``, ``read_all``, ``ping``; anything else gets an
+    silence. Client frames: ``read``, ``read_all``, ``ping``, ``ack`` (notify.receipts); anything else gets an
     ``error`` frame (``invalid_frame``); a message over ``MAX_FRAME_BYTES`` closes 4009.
     A revoked token closes 4401.
 
@@ -189,6 +190,11 @@ class NotificationConsumer(DirectDispatch, Subscriber, AsyncWebsocketConsumer):
             return await self._mark_read(ids)
         if kind == "read_all":
             return await self._mark_read(None)
+        if kind == "ack":  # delivery receipt (notify.receipts)
+            if type(frame.get("id")) is not int:
+                return await self._send_error("invalid_frame", "ack: id must be an integer")
+            device = device_key(query_params(self.scope).get("client"), token_id=self.token_id)
+            return get_ack_buffer().add(self.user_id, device, frame["id"])
         if not isinstance(frame, dict) or not isinstance(kind, str):
             return await self._send_error("invalid_frame", "a frame is a JSON object with a string type")
         await self._send_error("invalid_frame", f"unknown type {kind[:40]!r}")

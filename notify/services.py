@@ -17,6 +17,7 @@ from .conf import notify_settings
 from .exceptions import InvalidParameter, UnknownRecipient
 from .hub import entry_payload, publish
 from .locks import lock_streams
+from .preferences import prefs_for
 from .models import ANNOUNCEMENT_KIND, Announcement, ApiToken, Entry, Notification, Receipt, StreamState, hash_token
 from .selectors import stream_summary, unread_count
 from .validation import AnnouncementFields, NotificationFields, validate
@@ -102,7 +103,9 @@ def send(recipients, *, title, body="", kind="message", level="info", url="", da
                 n.recipient_id: n
                 for n in Notification.objects.filter(recipient_id__in=user_ids, dedupe_key=fields["dedupe_key"])
             }
-        new = [Notification(recipient_id=pk, created_at=now, **fields) for pk in user_ids if pk not in existing]
+        prefs = prefs_for([pk for pk in user_ids if pk not in existing])
+        new = [Notification(recipient_id=pk, created_at=now, muted=prefs[pk].is_muted(fields["kind"]), **fields)
+               for pk in prefs]
         created = Notification.objects.bulk_create(new, batch_size=1000)
         if created:
             transaction.on_commit(partial(push_entries, created))

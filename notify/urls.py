@@ -7,7 +7,7 @@ answers ``404 not_found`` as JSON.
 
 from django.urls import path, re_path
 
-from . import api_views, views
+from . import api_push, api_views, views
 
 app_name = "notify"
 
@@ -18,5 +18,11 @@ urlpatterns = [
     path("notify/api/notifications/read/", api_views.mark_read, name="api-read"),
     path("notify/api/send/", api_views.send, name="api-send"),
     path("notify/api/announce/", api_views.announce, name="api-announce"),
+    # Delivery receipts, Web Push and preferences (issue 14; notify.api_push).
+    path("notify/api/notifications/ack/", api_push.ack, name="api-ack"),
+    path("notify/api/push-subscriptions/", api_push.push_subscriptions, name="api-push-subscriptions"),
+    path("notify/api/preferences/", api_push.preferences_api, name="api-preferences"),
+    path("notify/preferences/", api_push.preferences_page, name="preferences"),
+    path("notify/sw.js", api_push.service_worker, name="service-worker"),
     re_path(r"^notify(?:/.*)?$", api_views.not_found),
 ]

@@ -35,6 +35,8 @@
  *                          cookie, else a `csrfmiddlewaretoken` input on the page.
  *   climbSeconds           while in fallback, how often to try the preferred transport
  *                          again (default 180, with ±25% jitter).
+ *   clientId               this device's id for delivery receipts (1-64 of A-Z a-z 0-9 _ . : -);
+ *                          default: a random id kept in localStorage ("notify.clientId").
  *
  * Read-only properties:
  *   state       "connecting" (an attempt is under way), "open" (live on WebSocket),
@@ -54,6 +56,10 @@
  *                    X-CSRFToken header. Resolves to { via: "websocket"|"http", unread };
  *                    rejects (Error with .status and .code) when the POST fails.
  *   markAllRead()    the same with {"type": "read_all"} or {"all": true}.
+ *   ack(id)          delivery receipt: every item with id <= `id` has been shown. Over the
+ *                    WebSocket ({"type": "ack", "id": id}) when it is open, otherwise
+ *                    POST /notify/api/notifications/ack/ {"id", "client"} (coalesced, at
+ *                    most one request per ACK_DELAY_MS). Never rejects.
  *
  * Behaviour:
  *   - WebSocket /ws/notify/?since=<cursor>, offering subprotocol "notify.v1". Two failed
@@ -80,6 +86,8 @@ const WS_PATH = "/ws/notify/";
 const SSE_PATH = "/notify/stream/";
 const POLL_PATH = "/notify/poll/";
 const READ_PATH = "/notify/api/notifications/read/";
+const ACK_PATH = "/notify/api/notifications/ack/";
+const ACK_DELAY_MS = 300; // HTTP acks wait this long to coalesce
 
 const BACKOFF_BASE_MS = 1000;
 const BACKOFF_CAP_MS = 30000;
@@ -141,6 +149,9 @@ export class NotifyClient {
   #heartbeatS;
   #csrfToken;
   #climbMs;
+  #clientId;
+  #acked = 0; // highest id acknowledged (sent or queued)
+  #ackTimer = null;
 
   #state = "offline";
   #transport = null;
@@ -179,6 +190,7 @@ export class NotifyClient {
     this.#csrfToken = o.csrfToken ?? null;
     this.#climbMs = (positiveNumber(o.climbSeconds) ?? DEFAULT_CLIMB_S) * 1000;
     this.#cursor = toId(o.since);
+    this.#clientId = clientIdOf(o.clientId);
   }
 
   get state() {
@@ -250,6 +262,29 @@ export class NotifyClient {
     return this.#sendRead({ type: "read_all" }, { all: true });
   }
 
+  /** Acknowledge that every item with id <= `id` was shown (delivery receipt). */
+  ack(id) {
+    const n = toId(id);
+    if (n === null || n <= this.#acked) return;
+    this.#acked = n;
+    const link = this.#link;
+    if (link && link.live && link.name === "websocket" && link.send({ type: "ack", id: n })) return;
+    if (this.#ackTimer) return;
+    this.#ackTimer = setTimeout(() => {
+      this.#ackTimer = null;
+      const headers = { "Content-Type": "application/json", Accept: "application/json" };
+      const token = this.#csrf();
+      if (token) headers["X-CSRFToken"] = token;
+      fetch(this.#url(ACK_PATH), {
+        method: "POST",
+        headers,
+        body: JSON.stringify({ id: this.#acked, client: this.#clientId }),
+        credentials: "same-origin",
+        cache: "no-store",
+      }).catch(() => {});
+    }, ACK_DELAY_MS);
+  }
+
   // --- connection management -------------------------------------------------------
 
   #connect() {
@@ -295,7 +330,7 @@ export class NotifyClient {
   }
 
   #openWebSocket(link) {
-    const url = new URL(this.#url(WS_PATH, this.#sinceParams()));
+    const url = new URL(this.#url(WS_PATH, { ...this.#sinceParams(), client: this.#clientId }));
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     const ws = new WebSocket(url.href, [SUBPROTOCOL]);
     link.teardown = () => {
@@ -753,6 +788,23 @@ async function httpFailure(response, transport) {
     message,
     retryAfterMs: Number.isFinite(seconds) && seconds > 0 ? Math.min(seconds * 1000, 5 * 60 * 1000) : 0,
   };
+}
+
+/** The client id for receipts: a valid given one, else one kept in localStorage. */
+function clientIdOf(given) {
+  const valid = (value) => typeof value === "string" && /^[A-Za-z0-9_.:-]{1,64}$/.test(value);
+  if (valid(given)) return given;
+  let id = null;
+  try {
+    id = window.localStorage.getItem("notify.clientId");
+    if (!valid(id)) {
+      id = Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) => b.toString(16).padStart(2, "0")).join("");
+      window.localStorage.setItem("notify.clientId", id);
+    }
+  } catch {
+    id = id || `tab-${Math.random().toString(36).slice(2, 14)}`;
+  }
+  return id;
 }
 
 function toId(value) {
