@@ -15,7 +15,7 @@ from . import services
 from .exceptions import InvalidParameter
 from .hub import publish
 from .locks import lock_streams
-from .models import Announcement, ApiToken, Notification, Receipt, StreamState
+from .models import Announcement, ApiToken, DeviceReceipt, Notification, Receipt, StreamState
 from .validation import AnnouncementFields, NotificationFields, validate
 
 
@@ -111,14 +111,15 @@ def audience_queryset(group=None, published=None):
 @admin.register(Announcement)
 class AnnouncementAdmin(admin.ModelAdmin):
     form = AnnouncementForm
-    list_display = ("id", "title", "level", "audience", "audience_size", "read_by", "created_at", "expires_at")
+    list_display = ("id", "title", "level", "audience", "audience_size", "delivered_to", "read_by", "created_at",
+                    "expires_at")
     list_filter = ("level", "audience_group")
     search_fields = ("title",)
     date_hierarchy = "created_at"
-    readonly_fields = ("audience_summary", "preview")
+    readonly_fields = ("audience_summary", "receipts_summary", "preview")
     fieldsets = [
         (None, {"fields": ["title", "body", "level", "url"]}),
-        ("Audience", {"fields": ["audience_group", "expires_at", "audience_summary"]}),
+        ("Audience", {"fields": ["audience_group", "expires_at", "audience_summary", "receipts_summary"]}),
         ("Preview", {"fields": ["preview"]}),
     ]
 
@@ -148,6 +149,25 @@ class AnnouncementAdmin(admin.ModelAdmin):
             .count()
         )
         return obj.receipt_count + by_watermark
+
+    @admin.display(description="delivered to")
+    def delivered_to(self, obj):
+        """Audience members one of whose devices acknowledged it (notify.receipts)."""
+        return (
+            audience_queryset(obj.audience_group, obj.created_at)
+            .filter(pk__in=DeviceReceipt.objects.filter(delivered_through__gte=obj.pk).values("user"))
+            .count()
+        )
+
+    @admin.display(description="delivered and read")
+    def receipts_summary(self, obj):
+        if obj is None or not obj.pk:
+            return "-"
+        delivered, read, size = self.delivered_to(obj), self.read_by(obj), self.audience_size(obj)
+        return format_html(
+            '<span data-delivered="{}" data-read="{}" data-audience="{}">delivered to {} and read by {} of {} user(s)</span>',
+            delivered, read, size, delivered, read, size,
+        )
 
     @admin.display(description="audience and size")
     def audience_summary(self, obj):
