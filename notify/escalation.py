@@ -36,7 +36,8 @@ from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Max, Min
+from django.db.models import BigIntegerField, Case, F, Max, Min, Value, When
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from .conf import notify_settings
@@ -278,10 +279,12 @@ class Escalator:
                     result.sent += 1
                 else:
                     result.failed += 1
+        moved = {pk: entry_id for pk, entry_id in through.items() if pk not in gone}
         with transaction.atomic():
-            for pk, entry_id in sorted(through.items()):
-                if pk not in gone:
-                    PushSubscription.objects.filter(pk=pk, pushed_through__lt=entry_id).update(pushed_through=entry_id)
+            if moved:  # one statement: pushed_through = GREATEST(pushed_through, CASE id ...)
+                cases = Case(*(When(pk=pk, then=Value(entry_id)) for pk, entry_id in moved.items()),
+                             output_field=BigIntegerField())
+                PushSubscription.objects.filter(pk__in=moved).update(pushed_through=Greatest(F("pushed_through"), cases))
             if gone:
                 PushSubscription.objects.filter(pk__in=gone).delete()
 
