@@ -50,7 +50,7 @@ DEFAULTS: dict[str, Any] = {
     # Delivery receipts (notify.receipts): HTTP acks per user (django-ratelimit rate);
     # WebSocket acks are coalesced per device and written every ACK_FLUSH_SECONDS.
     "ACK_RATE_LIMIT": "600/m",
-    "ACK_FLUSH_SECONDS": 0.25,
+    "ACK_FLUSH_SECONDS": 0.5,
     # Per-user preferences (notify.preferences): the lists a user has before any PUT;
     # shell-style kind patterns (fnmatch.fnmatchcase).
     "DEFAULT_MUTED": [],

@@ -97,6 +97,7 @@ class NotificationConsumer(DirectDispatch, Subscriber, AsyncWebsocketConsumer):
         self.user = None
         self.subscribed = False
         self.writer = None
+        self.device = None  # delivery receipts' device name, from the first ack
 
     # Handshake
 
@@ -193,8 +194,9 @@ class NotificationConsumer(DirectDispatch, Subscriber, AsyncWebsocketConsumer):
         if kind == "ack":  # delivery receipt (notify.receipts)
             if type(frame.get("id")) is not int:
                 return await self._send_error("invalid_frame", "ack: id must be an integer")
-            device = device_key(query_params(self.scope).get("client"), token_id=self.token_id)
-            return get_ack_buffer().add(self.user_id, device, frame["id"])
+            if self.device is None:
+                self.device = device_key(query_params(self.scope).get("client"), token_id=self.token_id)
+            return get_ack_buffer().add(self.user_id, self.device, frame["id"])
         if not isinstance(frame, dict) or not isinstance(kind, str):
             return await self._send_error("invalid_frame", "a frame is a JSON object with a string type")
         await self._send_error("invalid_frame", f"unknown type {kind[:40]!r}")

@@ -56,10 +56,10 @@
  *                    X-CSRFToken header. Resolves to { via: "websocket"|"http", unread };
  *                    rejects (Error with .status and .code) when the POST fails.
  *   markAllRead()    the same with {"type": "read_all"} or {"all": true}.
- *   ack(id)          delivery receipt: every item with id <= `id` has been shown. Over the
- *                    WebSocket ({"type": "ack", "id": id}) when it is open, otherwise
- *                    POST /notify/api/notifications/ack/ {"id", "client"} (coalesced, at
- *                    most one request per ACK_DELAY_MS). Never rejects.
+ *   ack(id)          delivery receipt: every item with id <= `id` has been shown. Acks are
+ *                    coalesced (the highest id, at most one per ACK_DELAY_MS) and go over
+ *                    the WebSocket ({"type": "ack", "id": id}) when it is open, otherwise
+ *                    POST /notify/api/notifications/ack/ {"id", "client"}. Never rejects.
  *
  * Behaviour:
  *   - WebSocket /ws/notify/?since=<cursor>, offering subprotocol "notify.v1". Two failed
@@ -87,7 +87,7 @@ const SSE_PATH = "/notify/stream/";
 const POLL_PATH = "/notify/poll/";
 const READ_PATH = "/notify/api/notifications/read/";
 const ACK_PATH = "/notify/api/notifications/ack/";
-const ACK_DELAY_MS = 300; // HTTP acks wait this long to coalesce
+const ACK_DELAY_MS = 300; // acks wait this long to coalesce (a burst is one ack)
 
 const BACKOFF_BASE_MS = 1000;
 const BACKOFF_CAP_MS = 30000;
@@ -267,11 +267,11 @@ export class NotifyClient {
     const n = toId(id);
     if (n === null || n <= this.#acked) return;
     this.#acked = n;
-    const link = this.#link;
-    if (link && link.live && link.name === "websocket" && link.send({ type: "ack", id: n })) return;
     if (this.#ackTimer) return;
     this.#ackTimer = setTimeout(() => {
       this.#ackTimer = null;
+      const link = this.#link;
+      if (link && link.live && link.name === "websocket" && link.send({ type: "ack", id: this.#acked })) return;
       const headers = { "Content-Type": "application/json", Accept: "application/json" };
       const token = this.#csrf();
       if (token) headers["X-CSRFToken"] = token;
