@@ -50,10 +50,11 @@ def device_key(client: str | None, *, token_id: int | None = None) -> str:
     return "session"
 
 
-def _in_streams(acks: dict[tuple[int, str], int]) -> dict[tuple[int, str], int]:
-    """Keep the acks whose id is an item of that user's stream now (CONTRACT §1 rule,
-    as ``EntryQuerySet.stream_for``), in three queries whatever the count."""
-    ids = {pk for pk in acks.values() if 0 < pk < 2**63}
+def _in_streams(acks: dict[tuple[int, str], set[int]]) -> dict[tuple[int, str], int]:
+    """Return, per (user, device), the highest of its acked ids that is an item of that
+    user's stream now (CONTRACT §1 rule, as ``EntryQuerySet.stream_for``); keys with
+    none are left out. Three queries whatever the count."""
+    ids = {pk for pks in acks.values() for pk in pks if 0 < pk < 2**63}
     if not ids:
         return {}
     entries = {
@@ -73,34 +74,36 @@ def _in_streams(acks: dict[tuple[int, str], int]) -> dict[tuple[int, str], int]:
             groups.setdefault(user_id, set()).add(group_id)
     now = timezone.now()
     kept = {}
-    for (user_id, device), pk in acks.items():
-        row = entries.get(pk)
-        if row is None or user_id not in joined:
-            continue
-        _, recipient, created, group, expires = row
-        if recipient is not None:
-            visible = recipient == user_id
-        else:
-            visible = (
-                created > joined[user_id]
-                and (group is None or group in groups.get(user_id, ()))
-                and (expires is None or expires > now)
-            )
-        if visible:
-            kept[(user_id, device)] = pk
+    for (user_id, device), pks in acks.items():
+        for pk in sorted(pks, reverse=True):
+            row = entries.get(pk)
+            if row is None or user_id not in joined:
+                continue
+            _, recipient, created, group, expires = row
+            if recipient is not None:
+                visible = recipient == user_id
+            else:
+                visible = (
+                    created > joined[user_id]
+                    and (group is None or group in groups.get(user_id, ()))
+                    and (expires is None or expires > now)
+                )
+            if visible:
+                kept[(user_id, device)] = pk
+                break
     return kept
 
 
-def record_acks(acks: dict[tuple[int, str], int]) -> int:
-    """Record a batch of acks: ``{(user pk, device): highest acknowledged id}``.
+def record_acks(acks: dict[tuple[int, str], int | set[int]]) -> int:
+    """Record a batch of acks: ``{(user pk, device): acknowledged id or set of ids}``.
 
-    Acks of ids outside the user's stream are dropped; the rest move each device's
-    ``delivered_through`` forward (never back) in one upsert.
+    Ids outside the user's stream are dropped; the highest remaining id of each device
+    moves its ``delivered_through`` forward (never back), all in one upsert.
 
     Returns:
         How many (user, device) rows were written.
     """
-    kept = _in_streams(acks)
+    kept = _in_streams({key: {pks} if isinstance(pks, int) else set(pks) for key, pks in acks.items()})
     if not kept:
         return 0
     table = DeviceReceipt._meta.db_table
@@ -135,20 +138,23 @@ def delivered_by_user(user_ids) -> dict[int, int]:
 class AckBuffer:
     """Coalesce WebSocket acks of one process and write them in batches.
 
-    ``add`` keeps the highest id per (user, device); a task on the event loop writes
-    the batch every ``ACK_FLUSH_SECONDS`` (so an ack counts within a second), one
-    upsert per batch.
+    ``add`` keeps the ``KEEP`` highest ids per (user, device) (an id outside the user's
+    stream must not hide a valid lower one); a task on the event loop writes the batch
+    every ``ACK_FLUSH_SECONDS`` (so an ack counts within a second), one upsert per batch.
     """
 
+    KEEP = 8
+
     def __init__(self):
-        self.pending: dict[tuple[int, str], int] = {}
+        self.pending: dict[tuple[int, str], set[int]] = {}
         self.task: asyncio.Task | None = None
 
     def add(self, user_id: int, device: str, pk: int) -> None:
         """Queue an ack of ``pk`` (int) by ``device`` of user ``user_id``."""
-        key = (user_id, device)
-        if pk > self.pending.get(key, 0):
-            self.pending[key] = pk
+        ids = self.pending.setdefault((user_id, device), set())
+        ids.add(pk)
+        if len(ids) > self.KEEP:
+            ids.discard(min(ids))
         if self.task is None or self.task.done():
             self.task = asyncio.get_running_loop().create_task(self._flush_soon())
 
