@@ -1,6 +1,7 @@
 """Web Push (issue 14): the subscription API, escalation against a local fake push
 service (payloads decrypted with http_ece), and the notify_escalate command."""
 
+import base64
 import signal
 import subprocess
 import sys
@@ -329,10 +330,14 @@ def test_escalate_without_a_key_exits_0_at_once(transactional_db):
     assert "Web Push is off" in out
 
 
-@pytest.mark.parametrize("command", [["notify_escalate", "--once"], ["check"]])
+BAD_KEYS = ("not-a-key", "AAAA", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----")
+
+
+@pytest.mark.parametrize("command", [["manage.py", "notify_escalate", "--once"], ["manage.py", "check"],
+                                     ["-m", "daphne", "-b", "127.0.0.1", "-p", "0", "config.asgi:application"]])
 def test_a_bad_vapid_key_stops_the_command_naming_the_setting(transactional_db, command):
-    for bad in ("not-a-key", "AAAA", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"):
-        result = subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT, capture_output=True, text=True,
+    for bad in BAD_KEYS:
+        result = subprocess.run([sys.executable, *command], cwd=ROOT, capture_output=True, text=True,
                                 env=child_env(NOTIFY_WEBPUSH_VAPID_PRIVATE_KEY=bad), timeout=60)
         assert result.returncode != 0
         assert "NOTIFY_WEBPUSH_VAPID_PRIVATE_KEY" in result.stderr
@@ -379,3 +384,38 @@ def test_after_a_sigkill_a_restart_resends_nothing_that_was_answered(make_user, 
     assert not answered_first & {r.path for r in second_run}, out
     for u in users:
         assert push_service.to(u.username), f"{u.username} never got {announcement.pk}"
+
+
+def test_vapid_keys_in_base64url_and_both_pem_forms(settings):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from notify.webpush import load_vapid_key, public_key_of
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    raw = key.private_numbers().private_value.to_bytes(32, "big")
+    expected = public_key_of(load_vapid_key(base64.urlsafe_b64encode(raw).decode()))
+    assert public_key_of(load_vapid_key(base64.urlsafe_b64encode(raw).decode().rstrip("="))) == expected
+    for fmt in (serialization.PrivateFormat.TraditionalOpenSSL, serialization.PrivateFormat.PKCS8):
+        pem = key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption()).decode()
+        assert ("BEGIN EC PRIVATE KEY" in pem) == (fmt is serialization.PrivateFormat.TraditionalOpenSSL)
+        assert public_key_of(load_vapid_key(pem)) == expected
+    other_curve = ec.generate_private_key(ec.SECP384R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    with pytest.raises(ValueError):
+        load_vapid_key(other_curve)
+    settings.NOTIFY = {"WEBPUSH_VAPID_PRIVATE_KEY": VAPID_PRIVATE, "WEBPUSH_VAPID_SUBJECT": "ftp://x"}
+    from django.core.exceptions import ImproperlyConfigured
+
+    with pytest.raises(ImproperlyConfigured, match="WEBPUSH_VAPID_SUBJECT"):
+        config()
+
+
+def test_notify_webpush_keys_prints_a_usable_key(transactional_db):
+    out = subprocess.run([sys.executable, "manage.py", "notify_webpush_keys"], cwd=ROOT, capture_output=True,
+                         text=True, env=child_env(), timeout=60, check=True).stdout
+    line = next(l for l in out.splitlines() if l.startswith("NOTIFY_WEBPUSH_VAPID_PRIVATE_KEY="))
+    key = line.split("=", 1)[1]
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, capture_output=True, text=True,
+                            env=child_env(NOTIFY_WEBPUSH_VAPID_PRIVATE_KEY=key), timeout=60)
+    assert result.returncode == 0, result.stderr
