@@ -15,6 +15,7 @@ from . import services
 from .exceptions import InvalidParameter
 from .hub import publish
 from .locks import lock_streams
+from .preferences import get_prefs
 from .models import Announcement, ApiToken, DeviceReceipt, Notification, Receipt, StreamState
 from .validation import AnnouncementFields, NotificationFields, validate
 
@@ -97,6 +98,7 @@ class NotificationAdmin(admin.ModelAdmin):
         if change:
             return super().save_model(request, obj, form, change)
         lock_streams([obj.recipient_id])
+        obj.muted = get_prefs(obj.recipient_id).is_muted(obj.kind)  # fixed when stored
         super().save_model(request, obj, form, change)
         transaction.on_commit(lambda: services.push_entries([obj]))
 

@@ -36,7 +36,7 @@ from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import BigIntegerField, Case, F, Max, Min, Value, When
+from django.db.models import BigIntegerField, Case, F, Max, Min, Q, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
@@ -134,7 +134,13 @@ class Escalator:
         result = PassResult(horizon=start)
         if top <= start:
             return result
-        entries = list(Entry.objects.filter(id__gt=start, id__lte=top).order_by("id")[:ENTRY_CHUNK])
+        # Only announcements and items of users with a subscription can need a push (a
+        # subscription made later starts after the newest id).
+        entries = list(
+            Entry.objects.filter(id__gt=start, id__lte=top)
+            .filter(Q(recipient__isnull=True) | Q(recipient__in=PushSubscription.objects.values("user_id")))
+            .order_by("id")[:ENTRY_CHUNK]
+        )
         if len(entries) == ENTRY_CHUNK and entries[-1].id < top:
             top, result.more = entries[-1].id, True
         oldest = now - timedelta(seconds=int(notify_settings.WEBPUSH_MAX_AGE_SECONDS))
