@@ -110,3 +110,19 @@ def test_the_preferences_page_saves_and_the_inbox_links_to_it(user):
     assert response.status_code == 302
     assert browser.get(PREFS).json() == {"muted": ["build.*", "deploy.*"], "no_push": ["chat.*"]}
     assert "Preferences saved" in browser.get(response["Location"]).content.decode()
+
+
+def test_a_notification_added_in_the_admin_is_muted_by_the_recipients_preferences(user, make_user):
+    from notify.models import Notification
+    from notify.preferences import set_prefs
+
+    admin = make_user("root", is_staff=True, is_superuser=True)
+    set_prefs(user, {"muted": ["build.*"], "no_push": []})
+    client = Client()
+    client.force_login(admin)
+    for kind in ("build.failed", "chat"):
+        response = client.post("/admin/notify/notification/add/", {
+            "recipient": user.pk, "kind": kind, "title": kind, "body": "", "level": "info", "url": "",
+            "data": "{}", "dedupe_key": ""})
+        assert response.status_code == 302, response.content[:500]
+    assert dict(Notification.objects.values_list("kind", "muted")) == {"build.failed": True, "chat": False}
