@@ -1,8 +1,9 @@
-"""ASGI entry point: ``daphne config.asgi:application``.
+"""ASGI entry point of the example site: ``daphne config.asgi:application``.
 
-HTTP: notify's long-poll and SSE consumers first (they wait without a thread), then
-Django for everything else (pages, admin, inbox and send APIs, static files through
-WhiteNoise). WebSocket: ``/ws/notify/``. Both behind notify's token-or-session auth.
+notify's application (``notify.asgi.get_application``): the WebSocket at
+``/ws/notify/``, long-poll and SSE at ``/notify/poll/`` and ``/notify/stream/`` (Channels
+consumers, ahead of Django), and Django for everything else (pages, admin, inbox and
+send APIs, static files through WhiteNoise).
 """
 
 import os
@@ -12,14 +13,6 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from django.urls import re_path  # noqa: E402
+from notify.asgi import get_application  # noqa: E402
 
-from notify.routing import http_urlpatterns, websocket_urlpatterns  # noqa: E402
-
-application = ProtocolTypeRouter(
-    {
-        "http": URLRouter([*http_urlpatterns, re_path(r"", django_asgi_app)]),
-        "websocket": URLRouter(websocket_urlpatterns),
-    }
-)
+application = get_application(django_asgi_app)

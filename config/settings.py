@@ -1,4 +1,4 @@
-"""Settings for the notify project, read from the environment (CONTRACT §8).
+"""Settings for the notify project, read from the environment (docs/protocol.md §8).
 
 Environment variables (all optional; the defaults give the embedded setup):
 
@@ -112,11 +112,11 @@ if REDIS_URL:
                 # then failed and the hub re-subscribed and resynced every 5 s.
                 "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
                 # One hub channel per server process receives every push (see
-                # notify/hub.py); give it room for bursts. The database cursor makes a
+                # notify/realtime/hub.py); give it room for bursts. The database cursor makes a
                 # dropped push harmless, but a deep queue avoids the resync.
                 "channel_capacity": {"notify.hub.*": 10_000},
                 # Only hubs join groups, and each re-joins every 60 s
-                # (notify.hub.GROUP_REFRESH_SECONDS): a process that died without
+                # (notify.realtime.hub.GROUP_REFRESH_SECONDS): a process that died without
                 # leaving drops out of the group after 5 minutes instead of a day.
                 "group_expiry": 300,
             },
@@ -169,7 +169,7 @@ LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 
-# HTTPS-only settings are opt-in: TLS usually ends at the proxy (CONTRACT §8).
+# HTTPS-only settings are opt-in: TLS usually ends at the proxy (docs/protocol.md §8).
 if env.bool("DJANGO_SECURE", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = True

@@ -4,7 +4,6 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.db import transaction
 from django.db.models import Count
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
@@ -13,9 +12,7 @@ from django.utils.html import format_html, format_html_join
 
 from . import services
 from .exceptions import InvalidParameter
-from .hub import publish
-from .locks import lock_streams
-from .preferences import get_prefs
+from .audience import audience_users
 from .models import Announcement, ApiToken, DeviceReceipt, Notification, Receipt, StreamState
 from .validation import AnnouncementFields, NotificationFields, validate
 
@@ -72,9 +69,12 @@ class NotificationAdmin(admin.ModelAdmin):
     form = NotificationForm
     list_display = ("id", "recipient", "kind", "title", "level", "created_at")
     list_filter = ("level", "kind")
-    search_fields = ("title", "recipient__username")
     raw_id_fields = ("recipient",)
     date_hierarchy = "created_at"
+
+    def get_search_fields(self, request):
+        """Search titles and recipients by the user model's ``USERNAME_FIELD``."""
+        return ("title", f"recipient__{get_user_model().USERNAME_FIELD}")
 
     def get_urls(self):
         return [
@@ -97,17 +97,7 @@ class NotificationAdmin(admin.ModelAdmin):
         """Save; a new notification takes its stream lock and is pushed after commit."""
         if change:
             return super().save_model(request, obj, form, change)
-        lock_streams([obj.recipient_id])
-        obj.muted = get_prefs(obj.recipient_id).is_muted(obj.kind)  # fixed when stored
-        super().save_model(request, obj, form, change)
-        transaction.on_commit(lambda: services.push_entries([obj]))
-
-
-def audience_queryset(group=None, published=None):
-    """Return the users an announcement reaches: active users who joined before
-    ``published`` (default: now), members of ``group`` when one is given."""
-    users = get_user_model().objects.filter(is_active=True, date_joined__lt=published or timezone.now())
-    return users.filter(groups=group) if group is not None else users
+        services.save_notification(obj)
 
 
 @admin.register(Announcement)
@@ -139,13 +129,13 @@ class AnnouncementAdmin(admin.ModelAdmin):
 
     @admin.display(description="audience size")
     def audience_size(self, obj):
-        return audience_queryset(obj.audience_group, obj.created_at).count()
+        return audience_users(obj.audience_group, obj.created_at).count()
 
     @admin.display(description="read by")
     def read_by(self, obj):
         """Audience members who read it: receipts, plus read-all watermarks past it."""
         by_watermark = (
-            audience_queryset(obj.audience_group, obj.created_at)
+            audience_users(obj.audience_group, obj.created_at)
             .filter(pk__in=StreamState.objects.filter(read_through__gte=obj.pk).values("user"))
             .exclude(pk__in=Receipt.objects.filter(entry=obj).values("user"))
             .count()
@@ -156,7 +146,7 @@ class AnnouncementAdmin(admin.ModelAdmin):
     def delivered_to(self, obj):
         """Audience members one of whose devices acknowledged it (notify.receipts)."""
         return (
-            audience_queryset(obj.audience_group, obj.created_at)
+            audience_users(obj.audience_group, obj.created_at)
             .filter(pk__in=DeviceReceipt.objects.filter(delivered_through__gte=obj.pk).values("user"))
             .count()
         )
@@ -175,8 +165,8 @@ class AnnouncementAdmin(admin.ModelAdmin):
     def audience_summary(self, obj):
         if obj is not None and obj.pk:
             return f"{self.audience(obj)}: {self.audience_size(obj)} user(s)"
-        sizes = [("everyone (no group)", audience_queryset().count())] + [
-            (group.name, audience_queryset(group).count()) for group in Group.objects.order_by("name")[:50]
+        sizes = [("everyone (no group)", audience_users().count())] + [
+            (group.name, audience_users(group).count()) for group in Group.objects.order_by("name")[:50]
         ]
         return format_html_join(
             "", '<div data-audience-size="{}">{}: {} user(s)</div>',
@@ -242,8 +232,6 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def revoke(self, request, queryset):
         revoked = 0
         for token in queryset.filter(revoked_at__isnull=True):
-            token.revoked_at = timezone.now()
-            token.save(update_fields=["revoked_at"])
-            publish({"type": "notify.revoke", "token": token.pk})
+            services.revoke(token)
             revoked += 1
         self.message_user(request, f"Revoked {revoked} token(s).")

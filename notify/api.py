@@ -1,4 +1,4 @@
-"""The Python send API (CONTRACT §6): what other Django apps import."""
+"""The Python send API (docs/protocol.md §6): what other Django apps import."""
 
 from channels.db import database_sync_to_async
 

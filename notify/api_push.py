@@ -11,7 +11,11 @@ Under ``/notify/``, with the authentication, CSRF and error rules of
 - ``sw.js``: the service worker; ``preferences/``: the preferences page.
 """
 
+import functools
+import json
+import logging
 from pathlib import Path
+from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
@@ -19,9 +23,63 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 
 from . import preferences, receipts, webpush
-from .api_views import _json_body, _only, _rate_limit, api_view, not_found
 from .conf import notify_settings
-from .exceptions import InvalidParameter
+from .exceptions import InvalidParameter, RateLimited
+from .http.api import _authenticate, _rate_limit, check_body_size
+from .http.errors import ApiError, error_response, not_found
+
+logger = logging.getLogger(__name__)
+
+
+def _json_body(request) -> dict[str, Any]:
+    """The request body as a JSON object (413 over ``MAX_BODY_BYTES``; else 400 naming
+    ``body``)."""
+    check_body_size(request)
+    try:
+        value = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise InvalidParameter("body", "must be a JSON object") from None
+    if not isinstance(value, dict):
+        raise InvalidParameter("body", "must be a JSON object")
+    return value
+
+
+def _only(body: dict[str, Any], known: set[str]) -> None:
+    for name in body:
+        if name not in known:
+            raise InvalidParameter(str(name)[:40], "is not a known field")
+
+
+def api_view(method: str):
+    """Decorate a view for signed-in users (personal token or session, CSRF on
+    unsafe methods, as ``notify.http.api``): 405 for another method, and every error
+    as the JSON error body. The view is called as ``view(request, token)``."""
+
+    def decorate(view):
+        @csrf_exempt
+        @functools.wraps(view)
+        def wrapped(request, *args, **kwargs):
+            try:
+                if request.method != method:
+                    raise ApiError(405, "method_not_allowed",
+                                   f"Method {request.method} is not allowed; use {method}.", {"Allow": method})
+                token = _authenticate(request, service=False)
+                response = view(request, token, *args, **kwargs)
+            except ApiError as exc:
+                return error_response(exc.status, exc.code, exc.message, exc.headers)
+            except RateLimited as exc:
+                return error_response(429, "rate_limited", str(exc), {"Retry-After": str(exc.retry_after)})
+            except InvalidParameter as exc:
+                return error_response(400, exc.code, str(exc))
+            except Exception:
+                logger.exception("notify: %s %s failed", request.method, request.path)
+                return error_response(500, "server_error", "The server failed; try again later.")
+            response["Cache-Control"] = "no-store"
+            return response
+
+        return wrapped
+
+    return decorate
 
 SERVICE_WORKER = Path(__file__).resolve().parent / "static" / "notify" / "sw.js"
 SUBSCRIPTION_FIELDS = {"endpoint", "keys", "expirationTime"}

@@ -1,4 +1,4 @@
-"""ASGI authentication: a Bearer token when one is given, else the session (CONTRACT §2)."""
+"""ASGI authentication: a Bearer token when one is given, else the session (docs/protocol.md §2)."""
 
 import logging
 
@@ -11,19 +11,25 @@ from .services import authenticate_token
 logger = logging.getLogger("notify")
 
 
-def bearer_token(headers) -> str | None:
-    """Return the token of an ``Authorization: Bearer <token>`` header, or None.
+def bearer_token(header: str | None) -> str | None:
+    """Return the token of an ``Authorization: Bearer <token>`` header value (RFC 6750).
 
-    Args:
-        headers: ASGI headers, a list of ``(name, value)`` byte pairs.
     Returns:
-        The token (possibly empty for a malformed header, which then fails auth); None
-        when no Authorization header is present.
+        None when there is no header; ``""`` (which fails authentication) when it is
+        not the Bearer scheme.
     """
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def authorization(headers) -> str | None:
+    """Return the ``Authorization`` header of ASGI ``headers`` (``(name, value)`` byte
+    pairs) as text, or None."""
     for name, value in headers:
         if name == b"authorization":
-            scheme, _, token = value.decode("latin1").partition(" ")
-            return token.strip() if scheme.lower() == "bearer" else ""
+            return value.decode("latin1")
     return None
 
 
@@ -41,7 +47,7 @@ class TokenOrSessionMiddleware:
         self.session_stack = AuthMiddlewareStack(inner)
 
     async def __call__(self, scope, receive, send):
-        raw = bearer_token(scope.get("headers", ()))
+        raw = bearer_token(authorization(scope.get("headers", ())))
         if raw is None:
             scope = dict(scope, notify_auth="session", notify_token=None)
             return await self.session_stack(scope, receive, send)

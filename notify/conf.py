@@ -7,6 +7,9 @@ from django.conf import settings
 DEFAULTS: dict[str, Any] = {
     # Channel layer alias used for pushes between processes.
     "CHANNEL_LAYER_ALIAS": "default",
+    # Path of the WebSocket route that ``notify.asgi.get_application`` serves (under the
+    # script prefix); starts and ends with "/".
+    "WEBSOCKET_PATH": "/ws/notify/",
     # Seconds of silence after which a WebSocket gets a ``ping`` frame and an SSE
     # stream a ``: ping`` comment.
     "HEARTBEAT_SECONDS": 25,
@@ -16,7 +19,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_FRAME_BYTES": 64 * 1024,
     # Largest ``data`` object in bytes, as UTF-8 compact JSON.
     "MAX_DATA_BYTES": 8 * 1024,
-    # Largest HTTP request body in bytes under /notify/api/; larger answers 413.
+    # Largest HTTP request body in bytes of notify's HTTP APIs; larger answers 413.
     "MAX_BODY_BYTES": 64 * 1024,
     # Longest ``title`` and ``body`` in characters.
     "MAX_TITLE_LENGTH": 200,

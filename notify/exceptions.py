@@ -24,3 +24,11 @@ class UnknownRecipient(InvalidParameter):
     def __init__(self, recipient):
         self.recipient = recipient
         super().__init__("recipients", f"unknown recipient {recipient!r}")
+
+
+class RateLimited(NotifyError):
+    """A caller is over its rate; ``retry_after`` is whole seconds to wait (at least 1)."""
+
+    def __init__(self, retry_after: int):
+        self.retry_after = retry_after
+        super().__init__(f"Too many requests; retry in {retry_after} s.")

@@ -11,25 +11,21 @@ from django.db.models import Exists, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from .audience import stream_q
+
 LEVELS = ("info", "success", "warning", "error")
 ANNOUNCEMENT_KIND = "announcement"
 
 
 class EntryQuerySet(models.QuerySet):
     def stream_for(self, user, *, now: datetime | None = None):
-        """Return the entries in ``user``'s stream, as CONTRACT §1 defines it.
+        """Return the entries in ``user``'s stream, as docs/protocol.md §1 defines it.
 
         Personal notifications addressed to the user, plus announcements published
         after the user joined whose group (if any) has the user as a member and
         that have not expired at ``now`` (default: the current time).
         """
-        now = now or timezone.now()
-        announcement = (
-            Q(recipient__isnull=True, created_at__gt=user.date_joined)
-            & (Q(audience_group__isnull=True) | Q(audience_group__in=Group.objects.filter(user=user.pk)))
-            & (Q(expires_at__isnull=True) | Q(expires_at__gt=now))
-        )
-        return self.filter(Q(recipient=user.pk) | announcement)
+        return self.filter(stream_q(user, now or timezone.now()))
 
     def with_read(self, user):
         """Annotate ``is_read`` (bool) for ``user``: at or below the user's
@@ -54,7 +50,7 @@ class Entry(models.Model):
     """One item of users' streams: a personal notification or an announcement.
 
     Both kinds share this table so that they share one id sequence: the ``id`` is the
-    stream cursor of CONTRACT §1. A personal notification has a ``recipient``; an
+    stream cursor of docs/protocol.md §1. A personal notification has a ``recipient``; an
     announcement has none and reaches its audience (every active user who joined
     before ``created_at``, narrowed to ``audience_group`` members when set, until
     ``expires_at``) by one row, whatever the audience size.

@@ -4,11 +4,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from channels.db import database_sync_to_async
-from django.contrib.auth import get_user_model
 from django.db import connections
 from django.db.models import Count, Max, Q
 from django.utils import timezone
 
+from .audience import stream_sql
 from .models import Entry, Receipt, StreamState
 from .receipts import delivered_through
 from .serializers import to_wire
@@ -50,21 +50,15 @@ def stream_summary(user, *, using: str = "default") -> tuple[int, int]:
     Every handshake runs this, so it is one hand-written statement: building the
     equivalent ORM query (``stream_summary_orm``, same result) costs ~2 ms of CPU per
     call, which capped handshakes at a few hundred per second per process. The WHERE
-    clause is ``EntryQuerySet.stream_for`` and the read test ``with_read``; a test
-    checks the two agree.
+    clause is ``notify.audience.stream_sql`` and the read test ``with_read``; a test
+    checks the result against the ORM.
     """
     connection = connections[using]
     entry = Entry._meta.db_table
-    memberships = get_user_model().groups.through._meta.db_table
     receipt = Receipt._meta.db_table
     state = StreamState._meta.db_table
     adapt = connection.ops.adapt_datetimefield_value
-    stream = (
-        f"(e.recipient_id = %(user)s OR (e.recipient_id IS NULL AND e.created_at > %(joined)s"
-        f" AND (e.audience_group_id IS NULL OR e.audience_group_id IN"
-        f" (SELECT m.group_id FROM {memberships} m WHERE m.user_id = %(user)s))"
-        f" AND (e.expires_at IS NULL OR e.expires_at > %(now)s)))"
-    )
+    stream = stream_sql("e")
     sql = (
         f"SELECT (SELECT MAX(e.id) FROM {entry} e WHERE {stream}),"
         f" (SELECT COUNT(*) FROM {entry} e WHERE {stream}"

@@ -1,4 +1,4 @@
-"""The one wire shape of a stream item, shared by every transport (CONTRACT §1)."""
+"""The one wire shape of a stream item, shared by every transport (docs/protocol.md §1)."""
 
 import json
 from datetime import datetime, timezone
@@ -11,7 +11,7 @@ def format_timestamp(value: datetime) -> str:
 
 
 def to_wire(entry, *, read: bool = False) -> dict[str, Any]:
-    """Return the notification object of CONTRACT §1 for an ``Entry``.
+    """Return the notification object of docs/protocol.md §1 for an ``Entry``.
 
     Args:
         entry: a ``notify.models.Entry`` (notification or announcement).

@@ -14,18 +14,16 @@ from django.utils import timezone
 from django_ratelimit.core import get_usage
 
 from .conf import notify_settings
-from .exceptions import InvalidParameter, UnknownRecipient
-from .hub import entry_payload, publish
+from .exceptions import InvalidParameter, RateLimited, UnknownRecipient
+from .realtime.broker import publish, publish_entries, read_message, revoke_message
 from .locks import lock_streams
-from .preferences import prefs_for
+from .preferences import get_prefs, prefs_for
 from .models import ANNOUNCEMENT_KIND, Announcement, ApiToken, Entry, Notification, Receipt, StreamState, hash_token
 from .selectors import stream_summary, unread_count
 from .validation import AnnouncementFields, NotificationFields, validate
 
 logger = logging.getLogger(__name__)
 
-# Entries per channel-layer message: keeps one message well under a MiB.
-PUSH_CHUNK = 500
 
 
 def resolve_recipients(recipients: Any, *, usernames: bool = False) -> list[int]:
@@ -34,14 +32,15 @@ def resolve_recipients(recipients: Any, *, usernames: bool = False) -> list[int]
     Args:
         recipients: a user, a user pk (int), an iterable of users or pks, a queryset
             of users, or a ``Group`` (its members, by pk). With ``usernames=True``,
-            strings name users by username (the HTTP send API).
+            strings name users by their ``USERNAME_FIELD`` (``username``, or e.g.
+            ``email`` for an email-login user model): the HTTP send API and commands.
     Raises:
         InvalidParameter: ``recipients`` is of another type, or names too many users.
-        UnknownRecipient: a pk or username matches no user.
+        UnknownRecipient: a pk or name matches no user.
     """
     User = get_user_model()
     if isinstance(recipients, Group):
-        return list(recipients.user_set.order_by("pk").values_list("pk", flat=True))
+        return list(User.objects.filter(groups=recipients).order_by("pk").values_list("pk", flat=True))
     if isinstance(recipients, QuerySet):
         return list(dict.fromkeys(recipients.values_list("pk", flat=True)))
     if isinstance(recipients, (User, int, str)):
@@ -64,7 +63,10 @@ def resolve_recipients(recipients: Any, *, usernames: bool = False) -> list[int]
     ids = {pk for pk in named if isinstance(pk, int)}
     names = {name for name in named if isinstance(name, str)}
     found_ids = set(User.objects.filter(pk__in=ids).values_list("pk", flat=True)) if ids else set()
-    by_name = dict(User.objects.filter(username__in=names).values_list("username", "pk")) if names else {}
+    name_field = User.USERNAME_FIELD
+    by_name = (
+        dict(User.objects.filter(**{f"{name_field}__in": names}).values_list(name_field, "pk")) if names else {}
+    )
     result = []
     for item in named:
         pk = by_name.get(item) if isinstance(item, str) else (item if item in found_ids else None)
@@ -78,7 +80,8 @@ def send(recipients, *, title, body="", kind="message", level="info", url="", da
          dedupe_key=None, usernames: bool = False) -> tuple[list[Notification], int]:
     """Store a notification for each recipient and push it after commit.
 
-    Args: see ``notify.api.send``; ``usernames=True`` also accepts usernames.
+    Args: see ``notify.api.send``; ``usernames=True`` also accepts names
+        (``USERNAME_FIELD`` values, see ``resolve_recipients``).
     Returns:
         ``(notifications, created)``: one ``Notification`` per distinct recipient, in
         order of first appearance (with ``dedupe_key``, the one stored earlier under
@@ -108,7 +111,7 @@ def send(recipients, *, title, body="", kind="message", level="info", url="", da
                for pk in prefs]
         created = Notification.objects.bulk_create(new, batch_size=1000)
         if created:
-            transaction.on_commit(partial(push_entries, created))
+            transaction.on_commit(partial(publish_entries, created))
     by_user = {n.recipient_id: n for n in created} | existing
     return [by_user[pk] for pk in user_ids], len(created)
 
@@ -138,6 +141,15 @@ def announce(*, title, body="", level="info", url="", audience=None, expires_at=
     return announcement
 
 
+def save_notification(notification: Notification) -> None:
+    """Save a new notification under its recipient's stream lock and push it after
+    commit (the admin's add form). Must run inside ``transaction.atomic()``."""
+    lock_streams([notification.recipient_id])
+    notification.muted = get_prefs(notification.recipient_id).is_muted(notification.kind)  # fixed when stored
+    notification.save()
+    transaction.on_commit(partial(publish_entries, [notification]))
+
+
 def save_announcement(announcement: Announcement) -> None:
     """Save a new announcement under the all-streams lock and push it after commit.
 
@@ -146,14 +158,7 @@ def save_announcement(announcement: Announcement) -> None:
     lock_streams(None)
     announcement.kind = ANNOUNCEMENT_KIND
     announcement.save()
-    transaction.on_commit(partial(push_entries, [announcement]))
-
-
-def push_entries(entries: list[Entry]) -> None:
-    """Publish freshly committed entries to every process's hub (in chunks)."""
-    payloads = [entry_payload(entry) for entry in entries]
-    for start in range(0, len(payloads), PUSH_CHUNK):
-        publish({"type": "notify.entries", "entries": payloads[start : start + PUSH_CHUNK]})
+    transaction.on_commit(partial(publish_entries, [announcement]))
 
 
 def mark_read(user, ids: list[int]) -> tuple[list[int], int]:
@@ -175,7 +180,7 @@ def mark_read(user, ids: list[int]) -> tuple[list[int], int]:
         Receipt.objects.bulk_create([Receipt(user=user, entry_id=pk) for pk in newly], ignore_conflicts=True)
     unread = unread_count(user)
     if newly:
-        publish({"type": "notify.read", "user": user.pk, "ids": newly, "unread": unread})
+        publish(read_message(user.pk, ids=newly, unread=unread))
     return newly, unread
 
 
@@ -195,7 +200,7 @@ def mark_all_read(user) -> tuple[int, int, bool]:
             state.read_through = latest
             state.save(update_fields=["read_through"])
     unread = unread_count(user)
-    publish({"type": "notify.read", "user": user.pk, "all": True, "cursor": latest, "unread": unread})
+    publish(read_message(user.pk, cursor=latest, unread=unread))
     return latest, unread, True
 
 
@@ -218,22 +223,21 @@ def rate_limit_wait(group: str, key: str, rate: str) -> int | None:
     return None
 
 
-def client_mark_read(user, ids: list[int] | None) -> int | None:
-    """Mark ``ids`` read (or everything, for ``None``) for a client, within
-    ``CLIENT_RATE_LIMIT`` per user.
+def client_mark_read(user, ids: list[int] | None) -> int:
+    """Mark ``ids`` read (or everything, for ``None``) for a client (WebSocket ``read``
+    frames and ``POST notifications/read/``), within ``CLIENT_RATE_LIMIT`` per user.
 
     Returns:
-        None when done; whole seconds to wait when the user is over the rate (nothing
-        was marked).
+        The user's unread count after.
+    Raises:
+        RateLimited: the user is over the rate; nothing was marked.
     """
     wait = rate_limit_wait("notify.client", str(user.pk), notify_settings.CLIENT_RATE_LIMIT)
     if wait is not None:
-        return wait
+        raise RateLimited(wait)
     if ids is None:
-        mark_all_read(user)
-    else:
-        mark_read(user, ids)
-    return None
+        return mark_all_read(user)[1]
+    return mark_read(user, ids)[1]
 
 
 def authenticate_token(raw: str) -> ApiToken | None:
@@ -256,12 +260,17 @@ def revoke_token(raw: str) -> ApiToken | None:
         The revoked ``ApiToken``, or None when no live token has that value.
     """
     token = ApiToken.objects.active().filter(digest=hash_token(raw)).first()
-    if token is None:
-        return None
+    if token is not None:
+        revoke(token)
+    return token
+
+
+def revoke(token: ApiToken) -> None:
+    """Revoke ``token`` (a live ``ApiToken``) and close the connections it opened, in
+    every process (``notify.revoke``; the hub's credentials check is the fallback)."""
     token.revoked_at = timezone.now()
     token.save(update_fields=["revoked_at"])
-    publish({"type": "notify.revoke", "token": token.pk})
-    return token
+    publish(revoke_message(token.pk))
 
 
 def parse_expires_at(value: Any) -> datetime | None:

@@ -1,28 +1,34 @@
-"""Django URL routes of notify: the inbox page and the HTTP APIs (CONTRACT §5, §7).
+"""Django URL routes of notify, relative to where a host mounts them (docs/protocol.md §4, §5, §7).
 
-``/notify/poll/`` and ``/notify/stream/`` are Channels consumers routed ahead of Django
-(``notify.routing``); any other path under ``/notify/`` that matches no route here
-answers ``404 not_found`` as JSON.
+Mount under a prefix of its own, e.g. ``path("alerts/", include("notify.urls"))``:
+
+- ``alerts/``: the signed-in user's inbox page;
+- ``alerts/api/...``: the inbox and send HTTP APIs, and their OpenAPI 3 document at
+  ``alerts/api/openapi.json``;
+- ``alerts/poll/`` and ``alerts/stream/``: long-poll and SSE, answered by Channels
+  consumers that ``notify.asgi.get_application`` routes ahead of Django (the views
+  named here only answer when that application is not in front);
+- any other path under the prefix: ``404 not_found`` as JSON (so do not mount it at
+  the site root: it would answer for every path that comes after it).
 """
 
-from django.urls import path, re_path
+from django.urls import include, path, re_path
 
-from . import api_push, api_views, views
+from . import api_push, views
+from .http import api, errors
 
 app_name = "notify"
 
 urlpatterns = [
     path("", views.inbox_page, name="inbox"),
-    path("notify/api/notifications/", api_views.notifications, name="api-notifications"),
-    path("notify/api/notifications/unread-count/", api_views.unread, name="api-unread-count"),
-    path("notify/api/notifications/read/", api_views.mark_read, name="api-read"),
-    path("notify/api/send/", api_views.send, name="api-send"),
-    path("notify/api/announce/", api_views.announce, name="api-announce"),
     # Delivery receipts, Web Push and preferences (issue 14; notify.api_push).
-    path("notify/api/notifications/ack/", api_push.ack, name="api-ack"),
-    path("notify/api/push-subscriptions/", api_push.push_subscriptions, name="api-push-subscriptions"),
-    path("notify/api/preferences/", api_push.preferences_api, name="api-preferences"),
-    path("notify/preferences/", api_push.preferences_page, name="preferences"),
-    path("notify/sw.js", api_push.service_worker, name="service-worker"),
-    re_path(r"^notify(?:/.*)?$", api_views.not_found),
+    path("api/notifications/ack/", api_push.ack, name="api-ack"),
+    path("api/push-subscriptions/", api_push.push_subscriptions, name="api-push-subscriptions"),
+    path("api/preferences/", api_push.preferences_api, name="api-preferences"),
+    path("preferences/", api_push.preferences_page, name="preferences"),
+    path("sw.js", api_push.service_worker, name="service-worker"),
+    path("api/", include(api.urlpatterns())),
+    path("poll/", views.stream_not_routed, name="poll"),
+    path("stream/", views.stream_not_routed, name="stream"),
+    re_path(r"^.*$", errors.not_found),
 ]

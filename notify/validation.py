@@ -1,4 +1,4 @@
-"""Validation of notification and announcement fields (CONTRACT §1, §5, §6).
+"""Validation of notification and announcement fields (docs/protocol.md §1, §5, §6).
 
 One set of rules for the Python API, the HTTP send API and the management commands,
 written as pydantic models. Every failure becomes ``InvalidParameter`` naming the field.

@@ -9,7 +9,7 @@ from channels.testing import ApplicationCommunicator
 from django.test import Client
 
 from notify import services
-from notify.hub import get_hub
+from notify.realtime.hub import get_hub
 
 
 def auth(token: str) -> list[tuple[bytes, bytes]]:

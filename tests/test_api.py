@@ -1,4 +1,4 @@
-"""The Python send API, ``notify.api`` (CONTRACT §6), and announcement audiences (§1)."""
+"""The Python send API, ``notify.api`` (docs/protocol.md §6), and announcement audiences (§1)."""
 
 import asyncio
 import threading
@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from notify.api import announce, asend, send
-from notify.consumers import NotificationConsumer
+from notify.transports.websocket import NotificationConsumer
 from notify.models import Announcement, Entry, Notification, Receipt
 from notify.selectors import read_stream
 

@@ -1,4 +1,4 @@
-"""The management commands notify_send, notify_announce and notify_token (CONTRACT §7).
+"""The management commands notify_send, notify_announce and notify_token (docs/protocol.md §7).
 
 Most tests run the command as ``manage.py`` would, in this process
 (``execute_from_command_line``: real argument parsing, exit status and stderr); one per

@@ -1,4 +1,4 @@
-"""The WebSocket consumer at ``/ws/notify/`` (CONTRACT §2 and §3), through the full ASGI
+"""The WebSocket consumer at ``/ws/notify/`` (docs/protocol.md §2 and §3), through the full ASGI
 application (routing and token-or-session auth) with ``WebsocketCommunicator``."""
 
 import json

@@ -1,5 +1,5 @@
 """End to end: real daphne processes, a browser-like HTTP client (requests) and a real
-WebSocket client library (websockets), CONTRACT §1, §2, §3 and §7.
+WebSocket client library (websockets), docs/protocol.md §1, §2, §3 and §7.
 
 Each test starts its own daphne on a free port sharing the test database
 (``daphne_factory``). The Redis test starts two and sends from a third process.

@@ -9,8 +9,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from notify import services
-from notify.consumers import NotificationConsumer
-from notify.hub import HUB_GROUP, entry_payload, get_hub
+from notify.transports.websocket import NotificationConsumer
+from notify.realtime.broker import HUB_GROUP, entry_payload
+from notify.realtime.hub import get_hub
 from notify.models import Notification
 
 
@@ -104,7 +105,7 @@ async def test_one_message_per_send_reaches_every_connection_of_the_process(make
 
 @pytest.mark.django_db(transaction=True)
 async def test_revocation_that_no_layer_message_announced_still_closes_the_socket(user, channel_layer, monkeypatch):
-    from notify import hub as hub_module
+    from notify.realtime import hub as hub_module
     from notify.models import ApiToken
 
     monkeypatch.setattr(hub_module, "CREDENTIALS_CHECK_SECONDS", 0.1)
@@ -127,7 +128,7 @@ async def test_revocation_that_no_layer_message_announced_still_closes_the_socke
 
 @pytest.mark.django_db(transaction=True)
 async def test_a_deactivated_user_is_disconnected(user, channel_layer, monkeypatch):
-    from notify import hub as hub_module
+    from notify.realtime import hub as hub_module
 
     monkeypatch.setattr(hub_module, "CREDENTIALS_CHECK_SECONDS", 0.1)
     communicator = await connect(user)
@@ -143,7 +144,7 @@ async def test_a_deactivated_user_is_disconnected(user, channel_layer, monkeypat
     (70_000, b"\x81\x7f\x00\x00\x00\x00\x00\x01\x11\x70"),
 ])
 def test_text_frames_follow_rfc_6455_length_encoding(size, header):
-    from notify.hub import text_frame
+    from notify.realtime.frames import text_frame
 
     frame = text_frame(b"x" * size)
     assert frame[: len(header)] == header
@@ -237,7 +238,7 @@ class FlakyLayer:
 async def test_catch_up_after_an_outage_loses_nothing_when_a_live_push_comes_first(
     user, make_user, settings, monkeypatch
 ):
-    from notify import hub as hub_module
+    from notify.realtime import hub as hub_module
 
     settings.NOTIFY = {"DB_TAIL_SECONDS": 0}  # the catch-up, not the tail, must do it
     layer = FlakyLayer()
@@ -283,10 +284,10 @@ class Gate:
 
 @pytest.mark.django_db(transaction=True)
 async def test_a_read_change_never_overtakes_hello(user, channel_layer, monkeypatch):
-    from notify import consumers
+    from notify.transports import websocket
 
-    gate = Gate(consumers.aread_stream)
-    monkeypatch.setattr(consumers, "aread_stream", gate)
+    gate = Gate(websocket.aread_stream)
+    monkeypatch.setattr(websocket, "aread_stream", gate)
     communicator = WebsocketCommunicator(as_user(NotificationConsumer.as_asgi(), user), "/ws/notify/")
     assert (await communicator.connect())[0]
     await asyncio.wait_for(gate.reading.wait(), 5)
@@ -304,7 +305,7 @@ async def test_a_read_change_never_overtakes_hello(user, channel_layer, monkeypa
 
 @pytest.mark.django_db(transaction=True)
 async def test_a_read_change_never_overtakes_the_sse_response_headers(user, channel_layer, monkeypatch):
-    from notify import streams
+    from notify.transports import sse as streams
 
     from .streamhelpers import HttpClient, session_cookie
 

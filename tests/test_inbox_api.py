@@ -1,4 +1,4 @@
-"""Inbox HTTP API under ``/notify/api/notifications/`` (CONTRACT §5), and JSON errors under /notify/."""
+"""Inbox HTTP API under ``/notify/api/notifications/`` (docs/protocol.md §5), and JSON errors under /notify/."""
 
 import json
 
@@ -253,7 +253,7 @@ def test_wrong_method_is_405(user, api, method, path):
     assert response["Allow"] in ("GET", "POST")
 
 
-@pytest.mark.parametrize("path", ["/notify/", "/notify/api/", "/notify/api/nope/", "/notify/api/notifications/7/",
+@pytest.mark.parametrize("path", ["/notify/nope", "/notify/api/", "/notify/api/nope/", "/notify/api/notifications/7/",
                                   "/notify/api/send"])
 def test_unknown_paths_under_notify_are_json_404(api, path):
     assert_error(api.get(path), 404, "not_found")

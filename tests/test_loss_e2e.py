@@ -17,8 +17,6 @@ from websockets.asyncio.client import connect
 
 from notify import services
 
-from .conftest import need
-from .test_outage import RedisServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -52,17 +50,6 @@ async def nothing_more(ws, seconds=0.5) -> bool:
     except (asyncio.TimeoutError, TimeoutError):
         return True
     raise AssertionError(f"unexpected frame {value}")
-
-
-@pytest.fixture
-def own_redis():
-    import shutil
-
-    need(shutil.which("redis-server") is not None, "redis-server is not installed")
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -1,60 +1,15 @@
-"""CONTRACT §8: with the channel layer (Redis) down, handshakes, polls and sends still
+"""docs/protocol.md §8: with the channel layer (Redis) down, handshakes, polls and sends still
 succeed from the database, and items sent meanwhile reach connected clients once the
 layer is back."""
 
 import asyncio
 import json
-import shutil
-import subprocess
-import time
 
 import pytest
 import requests
 from websockets.asyncio.client import connect
 
-from .conftest import free_port, need
-
 pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
-
-
-class RedisServer:
-    """A throwaway ``redis-server`` on a free port, stoppable and restartable."""
-
-    def __init__(self):
-        self.binary = shutil.which("redis-server")
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc = None
-
-    def start(self):
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        import redis
-
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                redis.Redis.from_url(self.url, socket_connect_timeout=0.5).ping()
-                return
-            except Exception:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-
-@pytest.fixture
-def own_redis():
-    need(shutil.which("redis-server") is not None, "redis-server is not installed")
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 async def frame(ws, timeout=5):

@@ -1,4 +1,4 @@
-"""Long-poll ``GET /notify/poll/`` (CONTRACT §4)."""
+"""Long-poll ``GET /notify/poll/`` (docs/protocol.md §4)."""
 
 import asyncio
 import json
@@ -9,7 +9,7 @@ import requests
 from channels.db import database_sync_to_async
 
 from notify import services
-from notify.hub import get_hub
+from notify.realtime.hub import get_hub
 from notify.models import ApiToken
 
 from .streamhelpers import HttpClient, asend, auth, get, session_cookie, wait_held

@@ -19,7 +19,7 @@ from channels.testing import WebsocketCommunicator
 from django.db import connection, transaction
 
 from notify.api import announce, send
-from notify.consumers import NotificationConsumer
+from notify.transports.websocket import NotificationConsumer
 from notify.locks import lock_streams
 from notify.selectors import read_stream
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from notify.sequencer import Sequencer
+from notify.realtime.sequencer import Sequencer
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Service API ``POST /notify/api/send/`` and ``POST /notify/api/announce/`` (CONTRACT §5)."""
+"""Service API ``POST /notify/api/send/`` and ``POST /notify/api/announce/`` (docs/protocol.md §5)."""
 
 import json
 from datetime import timedelta

@@ -1,4 +1,4 @@
-"""Server-Sent Events ``GET /notify/stream/`` (CONTRACT §4b)."""
+"""Server-Sent Events ``GET /notify/stream/`` (docs/protocol.md §4b)."""
 
 import asyncio
 import json
@@ -9,7 +9,7 @@ import websockets
 from channels.db import database_sync_to_async
 
 from notify import services
-from notify.hub import get_hub
+from notify.realtime.hub import get_hub
 
 from .streamhelpers import HttpClient, asend, auth, get, session_cookie, wait_held
 

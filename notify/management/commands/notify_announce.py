@@ -1,4 +1,4 @@
-"""``manage.py notify_announce``: post an announcement and push it (CONTRACT §7)."""
+"""``manage.py notify_announce``: post an announcement and push it (docs/protocol.md §7)."""
 
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError

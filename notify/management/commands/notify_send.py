@@ -1,4 +1,4 @@
-"""``manage.py notify_send``: store a notification for users and push it (CONTRACT §7)."""
+"""``manage.py notify_send``: store a notification for users and push it (docs/protocol.md §7)."""
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -11,7 +11,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--to", action="append", required=True, metavar="USERNAME",
-                            help="recipient username (repeatable)")
+                            help="recipient, by the user model's USERNAME_FIELD, e.g. a username "
+                                 "or an email address (repeatable)")
         parser.add_argument("--title", required=True)
         parser.add_argument("--body", default="")
         parser.add_argument("--kind", default="message")
@@ -19,7 +20,7 @@ class Command(BaseCommand):
         parser.add_argument("--url", default="")
 
     def handle(self, *args, **options):
-        # Usernames only: a numeric username must not be read as a user id.
+        # Names (USERNAME_FIELD) only: a numeric username must not be read as a user id.
         try:
             notifications, _ = services.send(
                 [str(name) for name in options["to"]],

@@ -1,4 +1,4 @@
-"""``manage.py notify_token``: issue or revoke API tokens and service keys (CONTRACT §7)."""
+"""``manage.py notify_token``: issue or revoke API tokens and service keys (docs/protocol.md §7)."""
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
@@ -14,7 +14,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("username", nargs="?", help="owner of a new personal token")
+        parser.add_argument("username", nargs="?",
+                            help="owner of a new personal token, by the user model's USERNAME_FIELD "
+                                 "(a username, or e.g. an email address)")
         parser.add_argument("--name", default="", help="a label for the personal token")
         parser.add_argument("--service", metavar="NAME", help="issue a service key for NAME")
         parser.add_argument("--revoke", metavar="TOKEN", help="revoke this token or key")
@@ -35,10 +37,11 @@ class Command(BaseCommand):
             self.stdout.write(f"Service key for {name} (shown once; only its hash is stored):")
             self.stdout.write(ApiToken.objects.issue(name=name, service=True))
             return
-        user = get_user_model().objects.filter(username=options["username"]).first()
+        User = get_user_model()
+        user = User.objects.filter(**{User.USERNAME_FIELD: options["username"]}).first()
         if user is None:
             raise CommandError(f"username: unknown user {options['username']!r}")
         if not user.is_active:
             raise CommandError(f"username: user {options['username']!r} is inactive")
-        self.stdout.write(f"API token for {user.username} (shown once; only its hash is stored):")
+        self.stdout.write(f"API token for {user.get_username()} (shown once; only its hash is stored):")
         self.stdout.write(ApiToken.objects.issue(user=user, name=options["name"]))

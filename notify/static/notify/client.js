@@ -5,10 +5,12 @@
  * transport that works, resumes from the last id it saw and hands every item to the
  * page exactly once.
  *
- *   import { NotifyClient } from "/static/notify/client.js";
+ *   import { NotifyClient } from "{% static 'notify/client.js' %}";  // in a Django template
  *
+ *   // The server names every URL: render {% notify_client_config %} (template tags
+ *   // `notify_tags`) in the page, or pass the `urls` option.
  *   const client = new NotifyClient({
- *     onNotification(notification) {},   // each new item, once, oldest first (CONTRACT §1)
+ *     onNotification(notification) {},   // each new item, once, oldest first (docs/protocol.md §1)
  *     onRead({ ids, all, cursor, unread }) {},  // items changed to read (here or elsewhere)
  *     onReset(cursor) {},                 // too much was missed: reload the list, then
  *                                         // the stream continues after `cursor`
@@ -26,6 +28,11 @@
  *   transports             preferred order, default ["websocket", "sse", "poll"]. The page
  *                          URL overrides it: ?transport=poll gives ["poll"],
  *                          ?transport=sse or ?nows=1 gives ["sse", "poll"].
+ *   urls                   { websocket, stream, poll, read }: the paths (or absolute
+ *                          URLs) of the server's routes. Default: the "urls" object of
+ *                          the JSON in <script type="application/json" id="notify-config">,
+ *                          which the template tag {% notify_client_config %} renders from
+ *                          the server's URLconf. A URL missing from both is an Error.
  *   baseUrl                prefix for every URL, default "" (this origin). An absolute
  *                          http(s) URL also sets the ws(s) host.
  *   heartbeatSeconds       heartbeat assumed until a `hello` gives the real one (default 25).
@@ -52,7 +59,7 @@
  *   stop()           close everything, state "offline". start() resumes from lastId.
  *   markRead(ids)    mark items read. Over the WebSocket when it is open ({"type": "read",
  *                    "ids": [...]}; the server answers with a `read` frame), otherwise
- *                    POST /notify/api/notifications/read/ with {"ids": [...]} and the
+ *                    POST to the `read` URL with {"ids": [...]} and the
  *                    X-CSRFToken header. Resolves to { via: "websocket"|"http", unread };
  *                    rejects (Error with .status and .code) when the POST fails.
  *   markAllRead()    the same with {"type": "read_all"} or {"all": true}.
@@ -62,12 +69,12 @@
  *                    POST /notify/api/notifications/ack/ {"id", "client"}. Never rejects.
  *
  * Behaviour:
- *   - WebSocket /ws/notify/?since=<cursor>, offering subprotocol "notify.v1". Two failed
- *     opens in a row on a transport move to the next one: SSE (/notify/stream/), then
- *     long-poll (/notify/poll/). While in fallback the client tries the preferred
- *     transport again in the background every `climbSeconds` (sooner when the failures
- *     looked like a server outage rather than a blocked WebSocket) and switches over
- *     without a gap once it says hello.
+ *   - WebSocket at the `websocket` URL with ?since=<cursor>, offering subprotocol
+ *     "notify.v1". Two failed opens in a row on a transport move to the next one: SSE
+ *     (the `stream` URL), then long-poll (the `poll` URL). While in fallback the client
+ *     tries the preferred transport again in the background every `climbSeconds`
+ *     (sooner when the failures looked like a server outage rather than a blocked
+ *     WebSocket) and switches over without a gap once it says hello.
  *   - Heartbeat: no frame on the WebSocket for two heartbeat periods means the link is
  *     dead; it is closed and reopened. (SSE `: ping` comments are invisible to
  *     EventSource, so an SSE link relies on the browser noticing the drop.)
@@ -82,11 +89,8 @@
 const DEFAULT_TRANSPORTS = ["websocket", "sse", "poll"];
 const SUBPROTOCOL = "notify.v1";
 
-const WS_PATH = "/ws/notify/";
-const SSE_PATH = "/notify/stream/";
-const POLL_PATH = "/notify/poll/";
-const READ_PATH = "/notify/api/notifications/read/";
-const ACK_PATH = "/notify/api/notifications/ack/";
+const URL_NAMES = ["websocket", "stream", "poll", "read"];
+const CONFIG_ELEMENT_ID = "notify-config";
 const ACK_DELAY_MS = 300; // acks wait this long to coalesce (a burst is one ack)
 
 const BACKOFF_BASE_MS = 1000;
@@ -142,9 +146,42 @@ export function resolveTransports(requested, search = "") {
   return result.length ? result : ["poll"];
 }
 
+/**
+ * The server's URLs for the client: the option, else the page's config element.
+ * @param {object|undefined} given the `urls` option.
+ * @param {Document|undefined} [doc] where to look for <script id="notify-config">.
+ * @returns {{websocket: string, stream: string, poll: string, read: string, ack: string}}
+ * @throws {Error} naming a URL found in neither place.
+ */
+export function resolveUrls(given, doc = typeof document === "undefined" ? undefined : document) {
+  let fromPage = {};
+  const element = doc && doc.getElementById(CONFIG_ELEMENT_ID);
+  if (element) {
+    try {
+      fromPage = JSON.parse(element.textContent || "{}").urls || {};
+    } catch {
+      fromPage = {};
+    }
+  }
+  const urls = {};
+  for (const name of URL_NAMES) {
+    const value = (given && given[name]) || fromPage[name];
+    if (typeof value !== "string" || !value) {
+      throw new Error(
+        `NotifyClient: no "${name}" URL; render {% notify_client_config %} in the page or pass urls.${name}`,
+      );
+    }
+    urls[name] = value;
+  }
+  // Delivery receipts: optional, next to read/ unless given.
+  urls.ack = (given && given.ack) || fromPage.ack || urls.read.replace(/read\/?$/, "ack/");
+  return urls;
+}
+
 export class NotifyClient {
   #on;
   #baseUrl;
+  #urls;
   #transports;
   #heartbeatS;
   #csrfToken;
@@ -185,6 +222,7 @@ export class NotifyClient {
       onError: o.onError,
     };
     this.#baseUrl = String(o.baseUrl ?? "").replace(/\/+$/, "");
+    this.#urls = resolveUrls(o.urls);
     this.#transports = resolveTransports(o.transports, pageSearch());
     this.#heartbeatS = positiveNumber(o.heartbeatSeconds) ?? DEFAULT_HEARTBEAT_S;
     this.#csrfToken = o.csrfToken ?? null;
@@ -275,7 +313,7 @@ export class NotifyClient {
       const headers = { "Content-Type": "application/json", Accept: "application/json" };
       const token = this.#csrf();
       if (token) headers["X-CSRFToken"] = token;
-      fetch(this.#url(ACK_PATH), {
+      fetch(this.#url(this.#urls.ack), {
         method: "POST",
         headers,
         body: JSON.stringify({ id: this.#acked, client: this.#clientId }),
@@ -330,7 +368,7 @@ export class NotifyClient {
   }
 
   #openWebSocket(link) {
-    const url = new URL(this.#url(WS_PATH, { ...this.#sinceParams(), client: this.#clientId }));
+    const url = new URL(this.#url(this.#urls.websocket, { ...this.#sinceParams(), client: this.#clientId }));
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     const ws = new WebSocket(url.href, [SUBPROTOCOL]);
     link.teardown = () => {
@@ -370,7 +408,7 @@ export class NotifyClient {
   }
 
   #openEventSource(link) {
-    const source = new EventSource(this.#url(SSE_PATH, this.#sinceParams()));
+    const source = new EventSource(this.#url(this.#urls.stream, this.#sinceParams()));
     // We reconnect ourselves (with backoff, the current cursor and transport fallback)
     // rather than let EventSource retry on its own.
     link.teardown = () => {
@@ -422,7 +460,7 @@ export class NotifyClient {
         const abort = controller.abort.bind(controller);
         const requestTimer = setTimeout(abort, timeout * 1000 + POLL_GRACE_MS);
         try {
-          const response = await fetch(this.#url(POLL_PATH, params), {
+          const response = await fetch(this.#url(this.#urls.poll, params), {
             credentials: "same-origin",
             cache: "no-store",
             headers: { Accept: "application/json" },
@@ -690,7 +728,7 @@ export class NotifyClient {
     const headers = { "Content-Type": "application/json", Accept: "application/json" };
     const token = this.#csrf();
     if (token) headers["X-CSRFToken"] = token;
-    const response = await fetch(this.#url(READ_PATH), {
+    const response = await fetch(this.#url(this.#urls.read), {
       method: "POST",
       headers,
       body: JSON.stringify(body),

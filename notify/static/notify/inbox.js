@@ -1,20 +1,21 @@
 /**
- * notify/inbox.js: the inbox page (templates/notify/inbox.html).
+ * notify/inbox.js: the inbox page (template notify/inbox.html).
  *
  * Loads the newest items from the inbox API, then starts a NotifyClient from the newest
  * listed id so nothing between the two is missed. Live items go to the top of the list
  * (one <li data-id> per id, whatever reconnects replay), new unread ones also get a toast.
+ * Every URL comes from the page: the API URLs from <script id="notify-config"> (rendered
+ * by {% notify_client_config %}), the sign-in URL from #inbox's data-login-url.
  * The unread badge (#unread-badge) and the tab title follow the server's counts; the
  * connection indicator (#transport-status) shows the client's state and transport.
  *
  * For tests: the client is window.notifyClient (set once the first page is loaded);
  * #inbox gets data-loaded="true" at the same time.
  */
-import { NotifyClient } from "./client.js";
+import { NotifyClient, resolveUrls } from "./client.js";
 
-const LIST_URL = "/notify/api/notifications/";
-const COUNT_URL = "/notify/api/notifications/unread-count/";
-const LOGIN_URL = "/accounts/login/?next=/";
+const CONFIG = JSON.parse(document.getElementById("notify-config").textContent);
+const URLS = { ...resolveUrls(CONFIG.urls), list: CONFIG.urls.notifications, count: CONFIG.urls.unreadCount };
 const PAGE_SIZE = 20;
 const LEVELS = ["info", "success", "warning", "error"];
 const TRANSPORT_LABELS = { websocket: "WebSocket", sse: "SSE", poll: "Long-poll" };
@@ -68,7 +69,7 @@ async function getJSON(url) {
 function fetchPage(before) {
   const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
   if (before !== null && before !== undefined) params.set("before", String(before));
-  return getJSON(`${LIST_URL}?${params}`);
+  return getJSON(`${URLS.list}?${params}`);
 }
 
 // --- rendering ----------------------------------------------------------------------
@@ -216,7 +217,7 @@ function showError(message, { retry = null, signIn = false } = {}) {
   errorEl.replaceChildren(element("span", "alert__text", message));
   if (signIn) {
     const link = element("a", "alert__action", "Sign in again");
-    link.href = LOGIN_URL;
+    link.href = root.dataset.loginUrl;
     errorEl.append(" ", link);
   }
   if (retry) {
@@ -483,7 +484,7 @@ moreEl.addEventListener("click", loadMore);
 
 async function boot() {
   renderStatus({ state: "connecting", transport: null });
-  getJSON(COUNT_URL)
+  getJSON(URLS.count)
     .then((data) => {
       if (!unreadKnown) setUnread(data.unread); // the client's hello may have been faster
     })
@@ -501,6 +502,7 @@ async function boot() {
 
   client = new NotifyClient({
     since,
+    urls: URLS,
     heartbeatSeconds: Number(root.dataset.heartbeat) || undefined,
     onNotification,
     onRead,

@@ -1,25 +1,26 @@
-"""The WebSocket consumer at ``/ws/notify/`` (CONTRACT §3)."""
+"""The WebSocket consumer at ``/ws/notify/`` (docs/protocol.md §3)."""
 
 import json
 import logging
-import time
 from urllib.parse import urlparse
 
-from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.security.websocket import OriginValidator
 from django.conf import settings
 
-from . import services
-from .conf import notify_settings
-from .exceptions import InvalidParameter
-from .hub import Push, SocketWriter, Subscriber, buffered_bytes, get_hub
-from .params import parse_int, query_params
-from .receipts import device_key, get_ack_buffer
-from .selectors import StreamRead, aread_stream
-from .serializers import dumps
+from .. import services
+from ..conf import notify_settings
+from ..exceptions import InvalidParameter, RateLimited
+from ..params import parse_int, query_params
+from ..receipts import device_key, get_ack_buffer
+from ..realtime import daphne, frames
+from ..realtime.frames import Push
+from ..realtime.hub import Connection, get_hub
+from ..selectors import StreamRead, aread_stream
+from ..serializers import dumps
+from .base import DirectDispatch
 
 logger = logging.getLogger("notify")
 
@@ -51,24 +52,7 @@ def origin_allowed(scope) -> tuple[bool, str | None]:
         return False, origin
 
 
-class DirectDispatch:
-    """Consumer mixin: dispatch without Channels' per-message ``close_old_connections``.
-
-    Channels 4.2+ awaits ``aclose_old_connections()`` (a hop to the one thread-sensitive
-    sync thread) before every handler: per handshake, per client frame, per finished
-    long-poll. With thousands of connections those hops queue behind each other. Every
-    handler here reaches the database only through ``database_sync_to_async``, which
-    closes stale connections itself, so the sweep is redundant.
-    """
-
-    async def dispatch(self, message):
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
-
-
-class NotificationConsumer(DirectDispatch, Subscriber, AsyncWebsocketConsumer):
+class NotificationConsumer(DirectDispatch, AsyncWebsocketConsumer):
     """Push a user's stream over ``/ws/notify/?since=<id>``.
 
     Handshake: refused (HTTP 403, never opened) without valid credentials, with a
@@ -78,8 +62,8 @@ class NotificationConsumer(DirectDispatch, Subscriber, AsyncWebsocketConsumer):
 
     Then: ``hello`` (``cursor``, ``unread``, ``heartbeat`` seconds); the backlog after
     ``since`` oldest first (or ``reset`` past ``BACKLOG_LIMIT``); then live items, with
-    no gap and no duplicate between the two: the connection registers with the
-    process hub before it reads the backlog, and pushes arriving meanwhile wait in
+    no gap and no duplicate between the two: its ``link`` registers with the process
+    hub before it reads the backlog, and whatever arrives meanwhile waits in the link's
     ``pending`` until the backlog is out. ``ping`` every ``HEARTBEAT_SECONDS`` of
     silence. Client frames: ``read``, ``read_all``, ``ping``, ``ack`` (notify.receipts); anything else gets an
     ``error`` frame (``invalid_frame``); a message over ``MAX_FRAME_BYTES`` closes 4009.
@@ -92,9 +76,9 @@ class NotificationConsumer(DirectDispatch, Subscriber, AsyncWebsocketConsumer):
     channel_layer_alias = None
 
     def __init__(self, *args, **kwargs):
-        AsyncWebsocketConsumer.__init__(self, *args, **kwargs)
-        Subscriber.__init__(self)
+        super().__init__(*args, **kwargs)
         self.user = None
+        self.link: Connection | None = None
         self.subscribed = False
         self.writer = None
         self.device = None  # delivery receipts' device name, from the first ack
@@ -112,30 +96,28 @@ class NotificationConsumer(DirectDispatch, Subscriber, AsyncWebsocketConsumer):
             if not allowed:
                 return await self._refuse("cookie auth with missing or foreign Origin", origin)
         self.user = user
-        self.user_id = user.pk
-        self.joined = user.date_joined.timestamp()
-        self.token_id = token.pk if token is not None else None
+        self.link = link = Connection(self, user, token.pk if token is not None else None)
         subprotocols = self.scope.get("subprotocols") or []
         await self.accept(SUBPROTOCOL if SUBPROTOCOL in subprotocols else None)
-        self.writer = SocketWriter.for_send(self.base_send)
+        self.writer = daphne.SocketWriter.for_send(self.base_send)
         try:
             since = parse_int("since", query_params(self.scope).get("since"), default=None)
         except InvalidParameter as exc:
             await self._send_error(exc.code, str(exc))
             return await self.close(CLOSE_INVALID_PARAMETER)
-        await get_hub().subscribe(self)
+        await get_hub().subscribe(link)
         self.subscribed = True
         stream = await aread_stream(
             user, cursor=since, limit=notify_settings.BACKLOG_LIMIT, groups=True
         )
-        self.group_ids = stream.group_ids
+        link.group_ids = stream.group_ids
         await self.send_frame(
             {"type": "hello", "cursor": stream.latest, "unread": stream.unread,
              "heartbeat": notify_settings.HEARTBEAT_SECONDS}
         )
-        self.cursor = stream.latest if since is None else since
+        link.cursor = stream.latest if since is None else since
         await self._send_backlog(stream)
-        await self.flush_pending()
+        await link.flush_pending()
 
     async def _refuse(self, reason: str, origin: str | None = None):
         client = self.scope.get("client")
@@ -143,14 +125,15 @@ class NotificationConsumer(DirectDispatch, Subscriber, AsyncWebsocketConsumer):
         await self.close()  # before accept: daphne answers HTTP 403
 
     async def _send_backlog(self, stream: StreamRead) -> None:
+        link = self.link
         if stream.more:
-            self.cursor = stream.latest
+            link.cursor = stream.latest
             await self.send_frame({"type": "reset", "cursor": stream.latest})
             return
         for item in stream.items:
-            if item["id"] > self.cursor:
-                self.cursor = item["id"]
-                await self.send_text(dumps({"type": "notification", "notification": item}))
+            if item["id"] > link.cursor:
+                link.cursor = item["id"]
+                await self.send_text(frames.ws_notification(dumps(item)))
 
     async def websocket_disconnect(self, message):
         # No groups of its own to leave, and no connection sweep (see DirectDispatch).
@@ -159,7 +142,7 @@ class NotificationConsumer(DirectDispatch, Subscriber, AsyncWebsocketConsumer):
 
     async def disconnect(self, code):
         if self.subscribed:
-            get_hub().unsubscribe(self)
+            get_hub().unsubscribe(self.link)
             self.subscribed = False
 
     # Client frames
@@ -195,50 +178,48 @@ class NotificationConsumer(DirectDispatch, Subscriber, AsyncWebsocketConsumer):
             if type(frame.get("id")) is not int:
                 return await self._send_error("invalid_frame", "ack: id must be an integer")
             if self.device is None:
-                self.device = device_key(query_params(self.scope).get("client"), token_id=self.token_id)
-            return get_ack_buffer().add(self.user_id, self.device, frame["id"])
+                self.device = device_key(query_params(self.scope).get("client"), token_id=self.link.token_id)
+            return get_ack_buffer().add(self.link.user_id, self.device, frame["id"])
         if not isinstance(frame, dict) or not isinstance(kind, str):
             return await self._send_error("invalid_frame", "a frame is a JSON object with a string type")
         await self._send_error("invalid_frame", f"unknown type {kind[:40]!r}")
 
     async def _mark_read(self, ids: list[int] | None) -> None:
-        wait = await database_sync_to_async(services.client_mark_read)(self.user, ids)
-        if wait is not None:
-            await self._send_error("rate_limited", f"Too many read requests; retry in {wait} s.")
+        try:
+            await database_sync_to_async(services.client_mark_read)(self.user, ids)
+        except RateLimited as exc:
+            await self._send_error("rate_limited", f"Too many read requests; retry in {exc.retry_after} s.")
 
     # Sending
 
     async def send_text(self, text: str) -> None:
-        self.last_sent = time.monotonic()
+        if self.link is not None:
+            self.link.sent()
         await self.base_send({"type": "websocket.send", "text": text})
 
     async def send_frame(self, frame: dict) -> None:
-        await self.send_text(dumps(frame))
+        await self.send_text(frames.ws_json(frame))
 
     async def _send_error(self, code: str, message: str) -> None:
         await self.send_frame({"type": "error", "code": code, "message": message})
 
-    # Subscriber: called by the hub
+    # The link's sink: called by the hub
 
     async def deliver(self, pushes: list[Push]) -> None:
         writer = self.writer
-        for push in self.take_new(pushes):
+        for push in self.link.take_new(pushes):
             if writer is None or not writer.write(push.ws_wire):
                 await self.send_text(push.ws_frame)
-        self.last_sent = time.monotonic()
-        backlog = buffered_bytes(self.base_send)
+        self.link.sent()
+        backlog = daphne.buffered_bytes(self.base_send)
         if backlog is not None and backlog > notify_settings.MAX_SEND_BUFFER_BYTES:
             # A client that does not read must not grow our memory without bound: drop
             # it; it resumes from its cursor when it reconnects.
-            logger.warning("notify: closing slow WebSocket of user %s (%d bytes unsent)", self.user_id, backlog)
-            self.base_send.args[0].dropConnection(abort=True)
+            logger.warning("notify: closing slow WebSocket of user %s (%d bytes unsent)", self.user.pk, backlog)
+            daphne.drop(self.base_send)
 
     async def deliver_read(self, event) -> None:
-        if event.get("all"):
-            frame = {"type": "read", "all": True, "cursor": event["cursor"], "unread": event["unread"]}
-        else:
-            frame = {"type": "read", "ids": event["ids"], "unread": event["unread"]}
-        await self.send_frame(frame)
+        await self.send_frame({"type": "read", **frames.read_frame(event)})
 
     async def heartbeat(self) -> None:
         await self.send_frame({"type": "ping"})

@@ -1,43 +1,40 @@
 """Process-level fan-out: one channel-layer subscription per server process.
 
 Every server process runs one ``Hub`` per event loop. The hub owns one channel
-(``notify.hub.<random>``) in the group ``notify.hub`` and a local registry of the open
-connections (``Subscriber`` objects: WebSocket consumers, SSE streams, held long-polls)
-by user id. A send publishes ONE channel-layer message per send call to that group, so
-every process receives it once, whatever the number of connections; the hub then hands
-each entry to the local subscribers that may see it. Frames are encoded once per
-process (``Push.ws_frame``, ``Push.sse_event``).
+(``notify.hub.<random>``) in the group ``HUB_GROUP`` (``notify.realtime.broker``) and a
+local registry of the open connections (``Connection``, held by WebSocket consumers,
+SSE streams and held long-polls) by user id. Every process receives each published
+message once, whatever the number of connections; the hub then hands each entry to
+the local connections that may see it. Frames are encoded once per process
+(``notify.realtime.frames.Push``).
 
 The channel layer is lossy by design (capacity, expiry, Redis outages) and the
 in-memory layer reaches no other process. The database is the truth: the hub also
 tails it (``db_tail_seconds``), reads gaps from it, and catches up from it when its
 subscription comes back after an outage, all through one ordering rule
-(``notify.sequencer``).
+(``notify.realtime.sequencer``).
 """
 
 import asyncio
-import functools
 import logging
-import struct
 import time
 import weakref
 from collections import defaultdict
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db.models import Max
 
-from .conf import notify_settings
+from ..conf import notify_settings
+from .broker import HUB_GROUP, entry_payload
+from .frames import Push
 from .sequencer import Sequencer
-from .serializers import dumps
 
 logger = logging.getLogger(__name__)
 
-HUB_GROUP = "notify.hub"
-# How long a new subscriber waits for the hub's layer subscription before it goes on
-# from the database alone (CONTRACT §8: handshakes succeed while the layer is down).
+# How long a new connection waits for the hub's layer subscription before it goes on
+# from the database alone (docs/protocol.md §8: handshakes succeed while the layer is down).
 SUBSCRIBE_WAIT_SECONDS = 3.0
 # Re-join the hub group this often (seconds), well inside channels-redis' group_expiry
 # (300 s in config/settings.py).
@@ -53,116 +50,51 @@ YIELD_EVERY = 1000
 CREDENTIALS_CHECK_SECONDS = 15.0
 
 
-class Push:
-    """One stream entry as it travels on the channel layer, with lazily encoded frames.
+class Connection:
+    """One open connection as the hub sees it. A transport holds one (``link``) and is
+    its ``sink``; the hub registers connections, not transports.
 
     Args:
-        data: ``{"obj": <notification object>, "recipient": user pk or None,
-            "group": audience group pk or None, "created": POSIX seconds,
-            "expires": POSIX seconds or None}``.
-    """
+        sink: the transport; it implements ``deliver(pushes)`` (send entries, calling
+            ``take_new`` first), ``deliver_read(event)``, ``heartbeat()`` and
+            ``revoke()``.
+        user: the authenticated user.
+        token_id: the ApiToken pk of a token-authenticated connection, else None.
 
-    __slots__ = ("id", "obj", "recipient", "group", "created", "expires", "_json", "_ws", "_wire", "_sse")
-
-    def __init__(self, data: dict[str, Any]):
-        self.obj = data["obj"]
-        self.id = self.obj["id"]
-        self.recipient = data.get("recipient")
-        self.group = data.get("group")
-        self.created = data.get("created", 0.0)
-        self.expires = data.get("expires")
-        self._json = None
-        self._ws = None
-        self._wire = None
-        self._sse = None
-
-    @property
-    def json(self) -> str:
-        """The notification object as compact JSON text, encoded once."""
-        if self._json is None:
-            self._json = dumps(self.obj)
-        return self._json
-
-    @property
-    def ws_frame(self) -> str:
-        """The WebSocket ``notification`` frame as JSON text, encoded once."""
-        if self._ws is None:
-            self._ws = f'{{"type":"notification","notification":{self.json}}}'
-        return self._ws
-
-    @property
-    def ws_wire(self) -> bytes:
-        """``ws_frame`` as a complete WebSocket text frame on the wire, encoded once
-        (see ``SocketWriter``)."""
-        if self._wire is None:
-            self._wire = text_frame(self.ws_frame.encode())
-        return self._wire
-
-    @property
-    def sse_event(self) -> str:
-        """The SSE ``notification`` event (HTML SSE spec: id/event/data lines and a
-        blank line), encoded once."""
-        if self._sse is None:
-            self._sse = f"id: {self.id}\nevent: notification\ndata: {self.json}\n\n"
-        return self._sse
-
-    def visible_to(self, subscriber: "Subscriber", now: float) -> bool:
-        """Whether ``subscriber``'s user is in this entry's audience (CONTRACT §1)."""
-        if self.recipient is not None:
-            return self.recipient == subscriber.user_id
-        if self.created <= subscriber.joined:
-            return False
-        if self.group is not None and self.group not in subscriber.group_ids:
-            return False
-        return self.expires is None or self.expires > now
-
-
-def entry_payload(entry) -> dict[str, Any]:
-    """Return the channel-layer form of a freshly stored ``Entry`` (see ``Push``)."""
-    from .serializers import to_wire
-
-    return {
-        "obj": to_wire(entry),
-        "recipient": entry.recipient_id,
-        "group": entry.audience_group_id,
-        "created": entry.created_at.timestamp(),
-        "expires": entry.expires_at.timestamp() if entry.expires_at else None,
-    }
-
-
-class Subscriber:
-    """What the hub needs of an open connection; transports subclass it.
-
-    Attributes set by the transport before ``Hub.subscribe``: ``user_id`` (int),
-    ``group_ids`` (frozenset of Group pks), ``joined`` (the user's ``date_joined`` as
-    POSIX seconds), ``token_id`` (the ApiToken pk of a token-authenticated
-    connection, else None). ``cursor`` is the last id delivered.
-
-    While ``pending`` is a list (from ``__init__`` until the transport has sent its
-    first frame and backlog), whatever the hub hands over waits: pushes in
+    ``group_ids`` (frozenset of Group pks) is set once the transport has read it;
+    ``cursor`` is the last id delivered; ``last_sent`` (monotonic seconds) the time of
+    the last frame. While ``pending`` is a list (from the start until the transport
+    has sent its first frame and backlog), whatever the hub hands over waits: pushes in
     ``pending``, ``read`` changes in ``pending_reads``; ``flush_pending`` then delivers
-    them in that order, so nothing overtakes ``hello`` (CONTRACT §3) or the SSE
+    them in that order, so nothing overtakes ``hello`` (docs/protocol.md §3) or the SSE
     response headers.
     """
 
-    user_id: int = 0
-    group_ids: frozenset = frozenset()
-    joined: float = 0.0
-    token_id: int | None = None
-    cursor: int = 0
+    __slots__ = ("sink", "user_id", "joined", "token_id", "group_ids", "cursor", "pending",
+                 "pending_reads", "last_sent")
 
-    def __init__(self):
+    def __init__(self, sink, user, token_id: int | None = None):
+        self.sink = sink
+        self.user_id: int = user.pk
+        self.joined: float = user.date_joined.timestamp()
+        self.token_id = token_id
+        self.group_ids: frozenset = frozenset()
+        self.cursor = 0
         self.pending: list[Push] | None = []
         self.pending_reads: list[dict[str, Any]] = []
+        self.last_sent = time.monotonic()
+
+    def sent(self) -> None:
+        """Note that a frame went out now (heartbeats count silence from here)."""
         self.last_sent = time.monotonic()
 
     def take_new(self, pushes: list[Push]) -> list[Push]:
         """Return the pushes after the cursor, in id order, and advance the cursor.
 
         Only safe because the hub hands pushes over in id order with no unresolved gap
-        (``notify.sequencer``): the cursor may then pass every id it skips.
+        (``notify.realtime.sequencer``): the cursor may then pass every id it skips.
         """
-        fresh = sorted((p for p in pushes if p.id > self.cursor), key=lambda p: p.id)
+        fresh = sorted((p for p in pushes if p.id > self.cursor), key=_by_id)
         if fresh:
             self.cursor = fresh[-1].id
         return fresh
@@ -173,14 +105,14 @@ class Subscriber:
         if self.pending is not None:
             self.pending.extend(pushes)
         else:
-            await self.deliver(pushes)
+            await self.sink.deliver(pushes)
 
     async def hand_read(self, event: dict[str, Any]) -> None:
         """Deliver a ``read`` change, or keep it for ``flush_pending``."""
         if self.pending is not None:
             self.pending_reads.append(event)
         else:
-            await self.deliver_read(event)
+            await self.sink.deliver_read(event)
 
     async def flush_pending(self) -> None:
         """Stop buffering and deliver what arrived while the backlog was read: the
@@ -194,22 +126,9 @@ class Subscriber:
         now = time.time()
         pending = [p for p in pending or () if p.visible_to(self, now)]
         if pending:
-            await self.deliver(pending)
+            await self.sink.deliver(pending)
         for event in reads:
-            await self.deliver_read(event)
-
-    async def deliver(self, pushes: list[Push]) -> None:
-        """Send new entries (those with id > cursor) to the client."""
-        raise NotImplementedError
-
-    async def deliver_read(self, event: dict[str, Any]) -> None:
-        """Send a ``read`` change (``ids`` or ``all``+``cursor``, and ``unread``)."""
-
-    async def heartbeat(self) -> None:
-        """Send a heartbeat after ``HEARTBEAT_SECONDS`` of silence."""
-
-    async def revoke(self) -> None:
-        """Close: the token that opened this connection was revoked."""
+            await self.sink.deliver_read(event)
 
 
 def db_tail_seconds(layer) -> float:
@@ -231,12 +150,12 @@ class Hub:
     ``db_tail_seconds``, the newest committed id is compared with the watermark) and the
     catch-up after a layer outage (the same tail read, at once). All three go through
     one ``Sequencer``, which releases them in id order with every gap resolved (see
-    ``notify.sequencer``); the hub then hands each released batch to the local
-    subscribers that may see it, each getting its own entries in id order.
+    ``notify.realtime.sequencer``); the hub then hands each released batch to the local
+    connections that may see it, each getting its own entries in id order.
     """
 
     def __init__(self):
-        self.by_user: dict[int, set[Subscriber]] = defaultdict(set)
+        self.by_user: dict[int, set[Connection]] = defaultdict(set)
         self.count = 0
         self._task: asyncio.Task | None = None
         self._ready: asyncio.Event | None = None
@@ -244,15 +163,15 @@ class Hub:
         self.sequencer = Sequencer(self._dispatch_entries, _read_range, _read_ids)
         self.catch_ups = 0  # times the hub read what it missed after a layer outage
 
-    async def subscribe(self, subscriber: Subscriber) -> None:
-        """Register ``subscriber`` and wait (at most ``SUBSCRIBE_WAIT_SECONDS``) until
+    async def subscribe(self, link: Connection) -> None:
+        """Register ``link`` and wait (at most ``SUBSCRIBE_WAIT_SECONDS``) until
         the hub has its watermark and receives pushes, so a backlog read after this
         returns misses nothing.
 
         Does not raise when the channel layer is down: the hub then works from the
         database tail until its subscription comes back.
         """
-        self.by_user[subscriber.user_id].add(subscriber)
+        self.by_user[link.user_id].add(link)
         self.count += 1
         if self._task is None or self._task.done():
             self._ready = asyncio.Event()
@@ -263,24 +182,24 @@ class Hub:
             except asyncio.TimeoutError:
                 logger.warning("notify hub: channel layer unavailable, serving from the database")
 
-    def unsubscribe(self, subscriber: Subscriber) -> None:
-        """Remove ``subscriber``; does nothing if it is not registered. The listener
-        stops with the last subscriber."""
-        subscribers = self.by_user.get(subscriber.user_id)
-        if not subscribers or subscriber not in subscribers:
+    def unsubscribe(self, link: Connection) -> None:
+        """Remove ``link``; does nothing if it is not registered. The listener
+        stops with the last connection."""
+        links = self.by_user.get(link.user_id)
+        if not links or link not in links:
             return
-        subscribers.discard(subscriber)
+        links.discard(link)
         self.count -= 1
-        if not subscribers:
-            del self.by_user[subscriber.user_id]
+        if not links:
+            del self.by_user[link.user_id]
         if self.count == 0 and self._task is not None:
             self._task.cancel()
             self._task = None
             # Nobody listens until the next start, which reads the newest id again.
             self.sequencer.reset()
 
-    def subscribers(self):
-        """Yield every local subscriber (a snapshot, safe against changes)."""
+    def links(self):
+        """Yield every local connection (a snapshot, safe against changes)."""
         for group in list(self.by_user.values()):
             yield from list(group)
 
@@ -331,7 +250,7 @@ class Hub:
                 failures += 1
                 self._channel = None
                 logger.warning("notify hub: channel layer failed", exc_info=True)
-                # Subscribers waiting for the layer go on from the database.
+                # Connections waiting for the layer go on from the database.
                 self._ready.set()
                 await asyncio.sleep(min(0.25 * 2**failures, 5.0))
             finally:
@@ -350,9 +269,9 @@ class Hub:
                 period = notify_settings.HEARTBEAT_SECONDS
                 await asyncio.sleep(max(0.2, min(2.0, period / 4)))
                 now = time.monotonic()
-                for subscriber in self.subscribers():
-                    if subscriber.pending is None and now - subscriber.last_sent >= period:
-                        await _guard(subscriber.heartbeat())
+                for link in self.links():
+                    if link.pending is None and now - link.last_sent >= period:
+                        await _guard(link.sink.heartbeat())
                 if now - refreshed > GROUP_REFRESH_SECONDS and self._channel:
                     refreshed = now
                     await _quietly(layer.group_add(HUB_GROUP, self._channel))
@@ -383,16 +302,16 @@ class Hub:
         closes them when no shared channel layer carried that message (the in-memory
         layer in another process) or it was lost.
         """
-        subscribers = list(self.subscribers())
-        token_ids = {s.token_id for s in subscribers if s.token_id is not None}
-        user_ids = {s.user_id for s in subscribers}
+        links = list(self.links())
+        token_ids = {link.token_id for link in links if link.token_id is not None}
+        user_ids = {link.user_id for link in links}
         revoked, inactive = await database_sync_to_async(_lapsed_credentials)(since, token_ids, user_ids)
-        for subscriber in subscribers:
-            if subscriber.token_id in revoked or subscriber.user_id in inactive:
-                await _guard(subscriber.revoke())
+        for link in links:
+            if link.token_id in revoked or link.user_id in inactive:
+                await _guard(link.sink.revoke())
 
     async def dispatch(self, message: dict[str, Any]) -> None:
-        """Hand one channel-layer message to the local subscribers it concerns.
+        """Hand one channel-layer message to the local connections it concerns.
 
         Message types: ``notify.entries`` (``entries``: list of ``entry_payload``),
         ``notify.read`` (``user``, plus the ``read`` frame fields), ``notify.revoke``
@@ -402,16 +321,16 @@ class Hub:
         if kind == "notify.entries":
             await self.sequencer.add(Push(data) for data in message["entries"])
         elif kind == "notify.read":
-            for subscriber in list(self.by_user.get(message["user"], ())):
-                await _guard(subscriber.hand_read(message))
+            for link in list(self.by_user.get(message["user"], ())):
+                await _guard(link.hand_read(message))
         elif kind == "notify.revoke":
-            for subscriber in self.subscribers():
-                if subscriber.token_id == message["token"]:
-                    await _guard(subscriber.revoke())
+            for link in self.links():
+                if link.token_id == message["token"]:
+                    await _guard(link.sink.revoke())
 
     async def _dispatch_entries(self, pushes: list[Push]) -> None:
         """Hand a batch released by the sequencer (increasing ids) to the local
-        subscribers: each gets the entries it may see as one list in id order, so its
+        connections: each gets the entries it may see as one list in id order, so its
         cursor never passes one of them before it is handed over."""
         personal: dict[int, list[Push]] = defaultdict(list)
         broadcast = []
@@ -423,27 +342,27 @@ class Hub:
         if not broadcast:
             handed = 0
             for user_id, own in personal.items():
-                for subscriber in list(self.by_user.get(user_id, ())):
-                    await _guard(subscriber.hand(own))
+                for link in list(self.by_user.get(user_id, ())):
+                    await _guard(link.hand(own))
                     handed += 1
                     if handed % YIELD_EVERY == 0:
                         await asyncio.sleep(0)
             return
         now = time.time()
-        for count, subscriber in enumerate(self.subscribers(), 1):
+        for count, link in enumerate(self.links(), 1):
             if count % YIELD_EVERY == 0:
                 # Let the event loop flush sockets and serve requests meanwhile.
                 await asyncio.sleep(0)
-            own = personal.get(subscriber.user_id)
-            if subscriber.pending is not None:
+            own = personal.get(link.user_id)
+            if link.pending is not None:
                 # Filtered by audience at flush (group_ids may still be loading).
-                subscriber.pending.extend(sorted([*own, *broadcast], key=_by_id) if own else broadcast)
+                link.pending.extend(sorted([*own, *broadcast], key=_by_id) if own else broadcast)
                 continue
-            visible = [p for p in broadcast if p.visible_to(subscriber, now)]
+            visible = [p for p in broadcast if p.visible_to(link, now)]
             if own:
                 visible = sorted([*own, *visible], key=_by_id)
             if visible:
-                await _guard(subscriber.deliver(visible))
+                await _guard(link.sink.deliver(visible))
 
 
 def _by_id(push: Push) -> int:
@@ -457,7 +376,7 @@ def _lapsed_credentials(since: float, token_ids: set[int], user_ids: set[int]) -
 
     from django.contrib.auth import get_user_model
 
-    from .models import ApiToken
+    from ..models import ApiToken
 
     revoked_after = datetime.fromtimestamp(since - 60, tz=timezone.utc)
     revoked = set()
@@ -475,7 +394,7 @@ def _lapsed_credentials(since: float, token_ids: set[int], user_ids: set[int]) -
 
 
 def _latest_id() -> int:
-    from .models import Entry
+    from ..models import Entry
 
     return Entry.objects.aggregate(latest=Max("id"))["latest"] or 0
 
@@ -483,14 +402,14 @@ def _latest_id() -> int:
 def _entries_in_range(low: int, high: int, limit: int) -> list[Push]:
     """Return the committed entries with low < id <= high as ``Push``es, in id order,
     at most ``limit``."""
-    from .models import Entry
+    from ..models import Entry
 
     return [Push(entry_payload(e)) for e in Entry.objects.filter(id__gt=low, id__lte=high).order_by("id")[:limit]]
 
 
 def _entries_with_ids(ids: list[int]) -> list[Push]:
     """Return the committed entries among ``ids`` as ``Push``es, in id order."""
-    from .models import Entry
+    from ..models import Entry
 
     return [Push(entry_payload(e)) for e in Entry.objects.filter(id__in=ids).order_by("id")]
 
@@ -518,96 +437,6 @@ async def _quietly(awaitable) -> None:
         pass
 
 
-def text_frame(payload: bytes) -> bytes:
-    """Return ``payload`` (UTF-8 text) as one unfragmented, unmasked server-to-client
-    WebSocket text frame: FIN + opcode 1, then a 7-, 16- or 64-bit length
-    (RFC 6455 §5.2; servers do not mask, §5.1)."""
-    size = len(payload)
-    if size < 126:
-        head = struct.pack("!BB", 0x81, size)
-    elif size < 65536:
-        head = struct.pack("!BBH", 0x81, 126, size)
-    else:
-        head = struct.pack("!BBQ", 0x81, 127, size)
-    return head + payload
-
-
-class SocketWriter:
-    """Write pre-encoded WebSocket frames of one daphne connection straight to its socket.
-
-    Why: going through daphne (``send`` -> autobahn -> Twisted) costs, per frame and
-    connection, a UTF-8 encode, the framing, and a writer registration with the event
-    loop (two ``epoll_ctl`` calls); at 10,000 connections that was most of a broadcast's
-    CPU. A frame encoded once per process (``Push.ws_wire``) and written with one
-    ``send()`` costs a syscall. Order is kept: while Twisted still holds unsent bytes
-    for the connection, the frame is queued behind them with ``transport.write``.
-
-    Use ``SocketWriter.for_send(send)``: it returns None (callers use ``send``) unless
-    the connection is daphne's plain TCP (no TLS in daphne, no permessage-deflate).
-    """
-
-    __slots__ = ("protocol", "transport")
-
-    def __init__(self, protocol, transport):
-        self.protocol = protocol
-        self.transport = transport
-
-    @classmethod
-    def for_send(cls, send) -> "SocketWriter | None":
-        protocol = send.args[0] if isinstance(send, functools.partial) and send.args else None
-        transport = getattr(protocol, "transport", None)
-        if (
-            type(transport).__module__ != "twisted.internet.tcp"
-            or getattr(transport, "TLS", True) is not False
-            or getattr(protocol, "_perMessageCompress", True) is not None
-            or not hasattr(protocol, "STATE_OPEN")
-        ):
-            return None
-        return cls(protocol, transport)
-
-    def write(self, frame: bytes) -> bool:
-        """Write one complete frame; return False (nothing written) when the
-        WebSocket is not open or is mid-message, so the caller falls back to ``send``."""
-        protocol, transport = self.protocol, self.transport
-        if (
-            protocol.state != protocol.STATE_OPEN
-            or protocol.send_state != protocol.SEND_STATE_GROUND
-            or not transport.connected
-            or transport.disconnecting
-        ):
-            return False
-        if transport._tempDataLen or transport.offset < len(transport.dataBuffer):
-            transport.write(frame)
-            return True
-        try:
-            sent = transport.socket.send(frame)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:
-            return False
-        if sent < len(frame):
-            transport.write(frame[sent:])
-        return True
-
-
-def buffered_bytes(send) -> int | None:
-    """Return the bytes a connection has queued but not yet written to its socket.
-
-    Args:
-        send: the ASGI ``send`` callable of the connection. Under daphne it is
-            ``functools.partial(server.handle_reply, protocol)``, whose Twisted
-            transport keeps the write buffer.
-    Returns:
-        The byte count, or None where it cannot be known (another server, tests).
-    """
-    protocol = send.args[0] if isinstance(send, functools.partial) and send.args else None
-    transport = getattr(protocol, "transport", None)
-    try:
-        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
-    except (AttributeError, TypeError):
-        return None
-
-
 _hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub]" = weakref.WeakKeyDictionary()
 
 
@@ -620,21 +449,3 @@ def get_hub() -> Hub:
     return hub
 
 
-async def apublish(message: dict[str, Any]) -> None:
-    """Send one message to every process's hub through the channel layer.
-
-    Does not raise when the layer fails (logged at WARNING): the database holds the
-    entry, and clients get it at their next resume (CONTRACT §1).
-    """
-    layer = get_channel_layer(notify_settings.CHANNEL_LAYER_ALIAS)
-    if layer is None:
-        return
-    try:
-        await layer.group_send(HUB_GROUP, message)
-    except Exception:
-        logger.warning("notify: push of %s failed; clients resume from the database", message.get("type"), exc_info=True)
-
-
-def publish(message: dict[str, Any]) -> None:
-    """Synchronous ``apublish`` for sync code (services, admin, commands)."""
-    async_to_sync(apublish)(message)

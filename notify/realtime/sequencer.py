@@ -7,7 +7,7 @@ entry only when every smaller id has been released before it or *resolved* (read
 the database and found absent). Everything that brings entries in goes through it:
 pushes from the channel layer, the database tail, gap fills and the catch-up after a
 channel-layer outage; every transport then only filters ``id > cursor``
-(``Subscriber.take_new``), which is safe exactly because of this order.
+(``notify.realtime.hub.Connection.take_new``), which is safe exactly because of this order.
 
 **Why an absent id may still arrive.** An id found absent belongs to a rolled-back
 transaction or to one still open. The stream locks (see ``notify.models.Entry``) make

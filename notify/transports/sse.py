@@ -1,0 +1,114 @@
+"""Server-Sent Events: ``GET <prefix>stream/`` as ``text/event-stream``
+(docs/protocol.md §4b; the HTML Living Standard's "server-sent events")."""
+
+import logging
+
+from ..conf import notify_settings
+from ..exceptions import InvalidParameter
+from ..params import parse_int, query_params
+from ..realtime import daphne, frames
+from ..realtime.frames import Push
+from ..selectors import StreamRead, aread_stream
+from ..serializers import dumps
+from .http import StreamConsumer
+
+logger = logging.getLogger(__name__)
+
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-store"),
+    # nginx and similar proxies buffer responses unless told not to.
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class EventStreamConsumer(StreamConsumer):
+    """``GET /notify/stream/?since=<id>`` as ``text/event-stream`` (docs/protocol.md §4b).
+
+    Resumes from the ``Last-Event-ID`` header (it wins over ``since``); neither means
+    live from now; a bad value is ``400 invalid_parameter`` before the stream starts.
+    Events: ``hello`` first (``cursor``, ``unread``, ``heartbeat`` seconds; with
+    ``retry:`` in milliseconds and ``id:`` set to the position the stream starts from,
+    so a reconnect before any item resumes without a gap), then ``notification`` (``id:``
+    the item's id) for the backlog and live items, or ``reset`` (``id:`` the cursor) past
+    ``BACKLOG_LIMIT``; ``read`` on read changes; a ``: ping`` comment after
+    ``HEARTBEAT_SECONDS`` of silence. A revoked token ends the stream.
+    """
+
+    async def handle(self, body):
+        if not await self.check_request():
+            return
+        try:
+            since = parse_int("since", query_params(self.scope).get("since"), default=None)
+            header = self._last_event_id()
+            last_event_id = parse_int("Last-Event-ID", header, default=None) if header else None
+        except InvalidParameter as exc:
+            return await self.send_error(400, exc.code, str(exc))
+        if last_event_id is not None:
+            since = last_event_id
+        await self.subscribe()
+        stream = await aread_stream(
+            self.user, cursor=since, limit=notify_settings.BACKLOG_LIMIT, groups=True
+        )
+        link = self.link
+        link.group_ids = stream.group_ids
+        link.cursor = stream.latest if since is None else since
+        if self.finished:  # revoked while the backlog was read
+            return
+        await self.send_headers(status=200, headers=SSE_HEADERS)
+        self.headers_sent = True
+        hello = {"cursor": stream.latest, "unread": stream.unread, "heartbeat": notify_settings.HEARTBEAT_SECONDS}
+        text = frames.sse_event("hello", hello, event_id=link.cursor, retry_ms=notify_settings.SSE_RETRY_MS)
+        await self.send_text(text + self._backlog(stream))
+        await link.flush_pending()
+
+    def _last_event_id(self) -> str | None:
+        for name, value in self.scope.get("headers", ()):
+            if name == b"last-event-id":
+                return value.decode("latin1").strip()
+        return None
+
+    def _backlog(self, stream: StreamRead) -> str:
+        link = self.link
+        if stream.more:
+            link.cursor = stream.latest
+            return frames.sse_event("reset", {"cursor": stream.latest}, event_id=stream.latest)
+        events = []
+        for item in stream.items:
+            if item["id"] > link.cursor:
+                link.cursor = item["id"]
+                events.append(frames.sse_notification(item["id"], dumps(item)))
+        return "".join(events)
+
+    async def send_text(self, text: str) -> None:
+        if self.finished or not text:
+            return
+        self.link.sent()
+        await self.send_body(text.encode(), more_body=True)
+
+    # The link's sink: called by the hub
+
+    async def deliver(self, pushes: list[Push]) -> None:
+        await self.send_text("".join(push.sse_event for push in self.link.take_new(pushes)))
+        backlog = daphne.buffered_bytes(self.base_send)
+        if backlog is not None and backlog > notify_settings.MAX_SEND_BUFFER_BYTES:
+            # A reader that does not keep up must not grow our memory without bound:
+            # drop it; EventSource reconnects with Last-Event-ID and resumes.
+            logger.warning("notify: closing slow SSE stream of user %s (%d bytes unsent)", self.user.pk, backlog)
+            daphne.drop(self.base_send)
+
+    async def deliver_read(self, event) -> None:
+        await self.send_text(frames.sse_event("read", frames.read_frame(event)))
+
+    async def heartbeat(self) -> None:
+        await self.send_text(frames.SSE_PING)
+
+    async def revoke(self) -> None:
+        if not self.headers_sent:
+            return await self.send_error(401, "not_authenticated", "The token was revoked or the user deactivated.")
+        if not self.finished:
+            await self.send_body(b"")
+            self.finished = True
+            await self._teardown()
+            if self._wake is not None:
+                self._wake()

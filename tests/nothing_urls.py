@@ -1,0 +1,3 @@
+"""A host URLconf without notify (tests/test_mount.py)."""
+
+urlpatterns = []
