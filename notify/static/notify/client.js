@@ -66,7 +66,7 @@
  *   ack(id)          delivery receipt: every item with id <= `id` has been shown. Acks are
  *                    coalesced (the highest id, at most one per ACK_DELAY_MS) and go over
  *                    the WebSocket ({"type": "ack", "id": id}) when it is open, otherwise
- *                    POST /notify/api/notifications/ack/ {"id", "client"}. Never rejects.
+ *                    POST to the `ack` URL (default: beside `read`) with {"id", "client"}. Never rejects.
  *
  * Behaviour:
  *   - WebSocket at the `websocket` URL with ?since=<cursor>, offering subprotocol
