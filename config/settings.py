@@ -13,6 +13,10 @@ Environment variables (all optional; the defaults give the embedded setup):
 - ``NOTIFY_DRAIN_SECONDS``: the graceful-drain window on SIGTERM (default 10).
 - ``NOTIFY_METRICS_TOKEN``: Bearer token for ``/notify/metrics``; unset: 404.
 - ``NOTIFY_LOG_FORMAT``: ``text`` (default) or ``json``; ``NOTIFY_LOG_LEVEL`` (INFO).
+- ``NOTIFY_WEBPUSH_VAPID_PRIVATE_KEY`` (base64url P-256 scalar or PEM; unset: Web Push
+  off), ``NOTIFY_WEBPUSH_VAPID_SUBJECT`` (``mailto:`` or https URL),
+  ``NOTIFY_WEBPUSH_AFTER_SECONDS``, ``NOTIFY_WEBPUSH_TTL_SECONDS``,
+  ``NOTIFY_WEBPUSH_ALLOW_INSECURE_ENDPOINTS`` (``1``, tests only): Web Push (notify/conf.py).
 - ``DJANGO_SECURE``: ``1`` turns on the HTTPS-only settings (SSL redirect, HSTS,
   secure cookies); off by default because TLS usually ends at the proxy.
 """
@@ -196,3 +200,11 @@ NOTIFY = {
     "DRAIN_SECONDS": env.float("NOTIFY_DRAIN_SECONDS", default=10),
     "METRICS_TOKEN": env.str("NOTIFY_METRICS_TOKEN", default="") or None,
 }
+# Web Push settings from the environment (checked when the app loads: a bad key or
+# subject stops daphne, manage.py check and notify_escalate with a message).
+for _name in ("WEBPUSH_VAPID_PRIVATE_KEY", "WEBPUSH_VAPID_SUBJECT", "WEBPUSH_AFTER_SECONDS",
+              "WEBPUSH_TTL_SECONDS"):
+    if os.environ.get(f"NOTIFY_{_name}"):
+        NOTIFY[_name] = os.environ[f"NOTIFY_{_name}"]
+if os.environ.get("NOTIFY_WEBPUSH_ALLOW_INSECURE_ENDPOINTS"):
+    NOTIFY["WEBPUSH_ALLOW_INSECURE_ENDPOINTS"] = env.bool("NOTIFY_WEBPUSH_ALLOW_INSECURE_ENDPOINTS")

@@ -13,7 +13,7 @@ from django.utils.html import format_html, format_html_join
 from . import services
 from .exceptions import InvalidParameter
 from .audience import audience_users
-from .models import Announcement, ApiToken, Notification, Receipt, StreamState
+from .models import Announcement, ApiToken, DeviceReceipt, Notification, Receipt, StreamState
 from .validation import AnnouncementFields, NotificationFields, validate
 
 
@@ -103,14 +103,15 @@ class NotificationAdmin(admin.ModelAdmin):
 @admin.register(Announcement)
 class AnnouncementAdmin(admin.ModelAdmin):
     form = AnnouncementForm
-    list_display = ("id", "title", "level", "audience", "audience_size", "read_by", "created_at", "expires_at")
+    list_display = ("id", "title", "level", "audience", "audience_size", "delivered_to", "read_by", "created_at",
+                    "expires_at")
     list_filter = ("level", "audience_group")
     search_fields = ("title",)
     date_hierarchy = "created_at"
-    readonly_fields = ("audience_summary", "preview")
+    readonly_fields = ("audience_summary", "receipts_summary", "preview")
     fieldsets = [
         (None, {"fields": ["title", "body", "level", "url"]}),
-        ("Audience", {"fields": ["audience_group", "expires_at", "audience_summary"]}),
+        ("Audience", {"fields": ["audience_group", "expires_at", "audience_summary", "receipts_summary"]}),
         ("Preview", {"fields": ["preview"]}),
     ]
 
@@ -140,6 +141,25 @@ class AnnouncementAdmin(admin.ModelAdmin):
             .count()
         )
         return obj.receipt_count + by_watermark
+
+    @admin.display(description="delivered to")
+    def delivered_to(self, obj):
+        """Audience members one of whose devices acknowledged it (notify.receipts)."""
+        return (
+            audience_users(obj.audience_group, obj.created_at)
+            .filter(pk__in=DeviceReceipt.objects.filter(delivered_through__gte=obj.pk).values("user"))
+            .count()
+        )
+
+    @admin.display(description="delivered and read")
+    def receipts_summary(self, obj):
+        if obj is None or not obj.pk:
+            return "-"
+        delivered, read, size = self.delivered_to(obj), self.read_by(obj), self.audience_size(obj)
+        return format_html(
+            '<span data-delivered="{}" data-read="{}" data-audience="{}">delivered to {} and read by {} of {} user(s)</span>',
+            delivered, read, size, delivered, read, size,
+        )
 
     @admin.display(description="audience and size")
     def audience_summary(self, obj):

@@ -18,3 +18,7 @@ class NotifyConfig(AppConfig):
         from .drain import install_under_daphne
 
         install_under_daphne()  # graceful drain on SIGTERM/SIGINT (notify/drain.py)
+
+        from .webpush import config
+
+        config()  # a bad Web Push setting stops daphne, check and every command here

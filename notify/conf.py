@@ -67,6 +67,33 @@ DEFAULTS: dict[str, Any] = {
     "DRAIN_SECONDS": 10,
     # Bearer token for <prefix>metrics (Prometheus). None: the endpoint answers 404.
     "METRICS_TOKEN": None,
+    # Delivery receipts (notify.receipts): HTTP acks per user (django-ratelimit rate);
+    # WebSocket acks are coalesced per device and written every ACK_FLUSH_SECONDS.
+    "ACK_RATE_LIMIT": "600/m",
+    "ACK_FLUSH_SECONDS": 0.5,
+    # Per-user preferences (notify.preferences): the lists a user has before any PUT;
+    # shell-style kind patterns (fnmatch.fnmatchcase).
+    "DEFAULT_MUTED": [],
+    "DEFAULT_NO_PUSH": [],
+    # Web Push (notify.webpush). Without a VAPID private key (the 32-byte P-256 scalar in
+    # base64url, or PEM) Web Push is off. The subject is a mailto: or https URL.
+    "WEBPUSH_VAPID_PRIVATE_KEY": None,
+    "WEBPUSH_VAPID_SUBJECT": "mailto:notify@example.invalid",
+    # Seconds an item may stay unacknowledged by every device before it is pushed.
+    "WEBPUSH_AFTER_SECONDS": 30,
+    # The push's TTL header (seconds the push service keeps it for an offline device).
+    "WEBPUSH_TTL_SECONDS": 86400,
+    # Tests only: admit http:// and loopback endpoints.
+    "WEBPUSH_ALLOW_INSECURE_ENDPOINTS": False,
+    # notify_escalate: subscriptions read per batch, pushes per second at most (per
+    # process), concurrent requests, seconds per push request, seconds between passes,
+    # and the age (seconds) past which an unacknowledged item is no longer pushed.
+    "WEBPUSH_BATCH_SIZE": 500,
+    "WEBPUSH_RATE": 500,
+    "WEBPUSH_WORKERS": 16,
+    "WEBPUSH_TIMEOUT_SECONDS": 5,
+    "WEBPUSH_POLL_SECONDS": 1.0,
+    "WEBPUSH_MAX_AGE_SECONDS": 86400,
 }
 
 

@@ -38,7 +38,7 @@ def client_urls() -> dict[str, str]:
     """Return the URLs the JS client and the inbox page use, as absolute paths.
 
     Returns:
-        ``{"websocket", "stream", "poll", "read", "notifications", "unreadCount"}``;
+        ``{"websocket", "stream", "poll", "read", "ack", "notifications", "unreadCount"}``;
         ``websocket`` is ``NOTIFY["WEBSOCKET_PATH"]`` under the script prefix.
     Raises:
         NoReverseMatch: ``notify.urls`` is not in the URLconf (namespace ``notify``).
@@ -48,6 +48,7 @@ def client_urls() -> dict[str, str]:
         "stream": reverse("notify:stream"),
         "poll": reverse("notify:poll"),
         "read": reverse("notify:api-read"),
+        "ack": reverse("notify:api-ack"),
         "notifications": reverse("notify:api-notifications"),
         "unreadCount": reverse("notify:api-unread-count"),
     }

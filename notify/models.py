@@ -97,6 +97,9 @@ class Entry(models.Model):
         null=True, blank=True, help_text="Announcements only: stop delivering after this time."
     )
     dedupe_key = models.CharField(max_length=200, null=True, blank=True)
+    muted = models.BooleanField(
+        default=False, help_text="The recipient muted this kind when it was stored (no toast, no push)."
+    )
 
     objects = EntryQuerySet.as_manager()
 
@@ -264,3 +267,59 @@ class ApiToken(models.Model):
         self.digest = hash_token(raw)
         self.hint = token_hint(raw)
         return raw
+
+
+class DeviceReceipt(models.Model):
+    """Delivery receipt: one device of a user has shown every item of the user's
+    stream with ``id <= delivered_through``.
+
+    A device is a connection's client id (the JS client's id kept in localStorage), or
+    its token. One row per (user, device), moved forward by an upsert per ack batch,
+    never one row per item.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    device = models.CharField(max_length=80)
+    delivered_through = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "device"], name="notify_devicereceipt_unique")
+        ]
+
+
+class PushSubscription(models.Model):
+    """A browser's Web Push subscription (``PushSubscription.toJSON()``) for a user.
+
+    ``pushed_through``: the escalation job has dealt with every item up to this id for
+    this subscription (set to the newest id when subscribing, moved after each push the
+    push service answered), so a restarted job sends nothing twice.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    endpoint = models.URLField(max_length=2000, unique=True)
+    p256dh = models.CharField(max_length=100)
+    auth = models.CharField(max_length=40)
+    pushed_through = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "push subscription"
+
+
+class Preference(models.Model):
+    """A user's notification preferences: shell-style ``kind`` patterns."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    muted = models.JSONField(default=list, help_text="Kinds stored and listed, but no toast and no push.")
+    no_push = models.JSONField(default=list, help_text="Kinds delivered live but never escalated to Web Push.")
+
+
+class EscalationState(models.Model):
+    """The escalation job's progress (one row, pk 1): every item with
+    ``id <= horizon`` has been dealt with for every subscription."""
+
+    horizon = models.BigIntegerField(default=0)

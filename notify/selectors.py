@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from .audience import stream_sql
 from .models import Entry, Receipt, StreamState
+from .receipts import delivered_through
 from .serializers import to_wire
 
 
@@ -102,13 +103,15 @@ def read_stream(user, *, cursor: int | None, limit: int, groups: bool = False) -
 
 def inbox_page(user, *, before: int | None, limit: int, unread: bool) -> list[dict[str, Any]]:
     """Return up to ``limit`` notification objects of ``user``'s stream, newest first,
-    with id < ``before`` when given, unread ones only when ``unread``."""
+    with id < ``before`` when given, unread ones only when ``unread``; each also has
+    ``delivered`` (a device of the user acknowledged an id >= it, notify.receipts)."""
     rows = Entry.objects.stream_for(user).with_read(user)
     if unread:
         rows = rows.filter(is_read=False)
     if before is not None:
         rows = rows.filter(id__lt=before)
-    return [to_wire(row, read=row.is_read) for row in rows.order_by("-id")[:limit]]
+    delivered = delivered_through(user.pk)
+    return [to_wire(row, read=row.is_read) | {"delivered": row.pk <= delivered} for row in rows.order_by("-id")[:limit]]
 
 
 # Handshakes, polls and streams read through this: read-only, so it may run on any

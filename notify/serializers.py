@@ -17,8 +17,9 @@ def to_wire(entry, *, read: bool = False) -> dict[str, Any]:
         entry: a ``notify.models.Entry`` (notification or announcement).
         read: whether the reading user has read it.
     Returns:
-        ``{"id", "kind", "title", "body", "level", "url", "data", "created_at", "read"}``;
-        ``data`` is ``{}`` when empty, never ``None``.
+        ``{"id", "kind", "title", "body", "level", "url", "data", "created_at", "read",
+        "muted"}``; ``data`` is ``{}`` when empty, never ``None``; ``muted`` is whether
+        the recipient had muted the kind when it was stored (notify.preferences).
     """
     return {
         "id": entry.pk,
@@ -30,6 +31,7 @@ def to_wire(entry, *, read: bool = False) -> dict[str, Any]:
         "data": entry.data or {},
         "created_at": format_timestamp(entry.created_at),
         "read": read,
+        "muted": entry.muted,
     }
 
 

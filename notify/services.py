@@ -18,6 +18,7 @@ from .exceptions import InvalidParameter, RateLimited, UnknownRecipient
 from .realtime.broker import publish, publish_entries, read_message, revoke_message
 from .locks import lock_streams
 from .logging import log_fields
+from .preferences import get_prefs, prefs_for
 from .models import ANNOUNCEMENT_KIND, Announcement, ApiToken, Entry, Notification, Receipt, StreamState, hash_token
 from .selectors import stream_summary, unread_count
 from .validation import AnnouncementFields, NotificationFields, check_text, validate
@@ -109,7 +110,9 @@ def send(recipients, *, title, body="", kind="message", level="info", url="", da
                 n.recipient_id: n
                 for n in Notification.objects.filter(recipient_id__in=user_ids, dedupe_key=fields["dedupe_key"])
             }
-        new = [Notification(recipient_id=pk, created_at=now, **fields) for pk in user_ids if pk not in existing]
+        prefs = prefs_for([pk for pk in user_ids if pk not in existing])
+        new = [Notification(recipient_id=pk, created_at=now, muted=prefs[pk].is_muted(fields["kind"]), **fields)
+               for pk in prefs]
         created = Notification.objects.bulk_create(new, batch_size=1000)
         if created:
             transaction.on_commit(partial(publish_entries, created))
@@ -146,6 +149,7 @@ def save_notification(notification: Notification) -> None:
     """Save a new notification under its recipient's stream lock and push it after
     commit (the admin's add form). Must run inside ``transaction.atomic()``."""
     lock_streams([notification.recipient_id])
+    notification.muted = get_prefs(notification.recipient_id).is_muted(notification.kind)  # fixed when stored
     notification.save()
     transaction.on_commit(partial(publish_entries, [notification]))
 

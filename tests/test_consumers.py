@@ -20,7 +20,7 @@ from notify.selectors import unread_count
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PASSWORD = "pw-Secret-123"
-NOTIFICATION_KEYS = {"id", "kind", "title", "body", "level", "url", "data", "created_at", "read"}
+NOTIFICATION_KEYS = {"id", "kind", "title", "body", "level", "url", "data", "created_at", "read", "muted"}
 
 
 @pytest.fixture(autouse=True)
@@ -261,7 +261,7 @@ async def test_replayed_items_have_the_notification_shape_and_read_state(user, t
     assert set(item) == NOTIFICATION_KEYS
     assert {k: v for k, v in item.items() if k != "created_at"} == {
         "id": read_one.pk, "kind": "comment.reply", "title": "t1", "body": "b", "level": "warning",
-        "url": "/x", "data": {"k": [1]}, "read": True,
+        "url": "/x", "data": {"k": [1]}, "read": True, "muted": False,
     }
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", item["created_at"])
     assert second["notification"]["id"] == unread_one.pk

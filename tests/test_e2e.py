@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "pw-Secret-123"
 TIMEOUT = 5
-NOTIFICATION_KEYS = {"id", "kind", "title", "body", "level", "url", "data", "created_at", "read"}
+NOTIFICATION_KEYS = {"id", "kind", "title", "body", "level", "url", "data", "created_at", "read", "muted"}
 CREATED_AT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
@@ -132,7 +132,7 @@ async def test_a_notification_and_an_announcement_posted_in_the_admin_reach_the_
         assert item == {
             "id": stored.pk, "kind": "comment.reply", "title": "Alice replied to your comment",
             "body": "Looks good to me.", "level": "info", "url": "/posts/7#c3", "data": {"post": 7},
-            "created_at": item["created_at"], "read": False,
+            "created_at": item["created_at"], "read": False, "muted": False,
         }
         assert stored.recipient_id == alice.pk
 
@@ -148,7 +148,7 @@ async def test_a_notification_and_an_announcement_posted_in_the_admin_reach_the_
         assert item == {
             "id": announcement.pk, "kind": "announcement", "title": "Maintenance tonight",
             "body": "From 22:00 UTC.", "level": "warning", "url": "", "data": {},
-            "created_at": item["created_at"], "read": False,
+            "created_at": item["created_at"], "read": False, "muted": False,
         }
         assert announcement.pk > stored.pk
         assert await receive_nothing(ws)

@@ -64,7 +64,7 @@ def test_list_is_newest_first_with_every_field(user, other_user, api):
     item = body["notifications"][0]
     assert item == {
         "id": ids[2], "kind": "k.1", "title": "t2", "body": "", "level": "success", "url": "/a",
-        "data": {"x": 1}, "created_at": item["created_at"], "read": False,
+        "data": {"x": 1}, "created_at": item["created_at"], "read": False, "muted": False, "delivered": False,
     }
     assert item["created_at"].endswith("Z")
 

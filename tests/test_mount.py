@@ -84,7 +84,8 @@ def test_the_inbox_page_hands_the_client_the_reversed_urls(make_user, settings):
     config = json.loads(re.search(r'<script id="notify-config" type="application/json">(.*?)</script>', page).group(1))
     assert config["urls"] == {
         "websocket": "/ws/alerts/", "stream": "/alerts/stream/", "poll": "/alerts/poll/",
-        "read": "/alerts/api/notifications/read/", "notifications": "/alerts/api/notifications/",
+        "read": "/alerts/api/notifications/read/", "ack": "/alerts/api/notifications/ack/",
+        "notifications": "/alerts/api/notifications/",
         "unreadCount": "/alerts/api/notifications/unread-count/",
     }
     assert 'data-login-url="/signin/?next=/alerts/"' in page

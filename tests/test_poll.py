@@ -40,7 +40,7 @@ async def test_backlog_after_since_answers_at_once_oldest_first(user, token, cha
     assert body["cursor"] == sent[2]
     assert body["unread"] == 3
     item = body["notifications"][0]
-    assert set(item) == {"id", "kind", "title", "body", "level", "url", "data", "created_at", "read"}
+    assert set(item) == {"id", "kind", "title", "body", "level", "url", "data", "created_at", "read", "muted"}
     assert item["title"] == "b" and item["read"] is False and item["data"] == {}
 
 

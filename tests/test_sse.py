@@ -89,7 +89,7 @@ async def test_backlog_after_since_then_live_items_without_duplicates(user, othe
     live = (await asend(user, title="live", kind="x.y"))[0].pk
     name, item, fields = await events.next_event()
     assert (name, item["id"], item["kind"], fields["id"]) == ("notification", live, "x.y", str(live))
-    assert set(item) == {"id", "kind", "title", "body", "level", "url", "data", "created_at", "read"}
+    assert set(item) == {"id", "kind", "title", "body", "level", "url", "data", "created_at", "read", "muted"}
     assert await client.nothing()
     await client.disconnect()
 

@@ -182,10 +182,15 @@ class Notification(Schema):
     data: dict[str, Any]
     created_at: str = Field(description="ISO 8601, UTC, microseconds, Z suffix")
     read: bool
+    muted: bool = Field(description="the recipient had muted this kind when it was stored (§10)")
+
+
+class InboxItem(Notification):
+    delivered: bool = Field(description="a device of the user acknowledged an id >= this one (§10)")
 
 
 class InboxPage(Schema):
-    notifications: list[Notification]
+    notifications: list[InboxItem]
     next_before: int | None = Field(description="the last item's id when the page is full, else null")
 
 

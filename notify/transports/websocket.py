@@ -15,6 +15,7 @@ from ..conf import notify_settings
 from ..exceptions import InvalidParameter, RateLimited
 from ..logging import log_fields
 from ..params import parse_int, query_params
+from ..receipts import device_key, get_ack_buffer
 from ..realtime import daphne, frames
 from ..realtime.frames import Push
 from ..realtime.hub import Connection, get_hub
@@ -66,7 +67,7 @@ class NotificationConsumer(DirectDispatch, AsyncWebsocketConsumer):
     no gap and no duplicate between the two: its ``link`` registers with the process
     hub before it reads the backlog, and whatever arrives meanwhile waits in the link's
     ``pending`` until the backlog is out. ``ping`` every ``HEARTBEAT_SECONDS`` of
-    silence. Client frames: ``read``, ``read_all``, ``ping``; anything else gets an
+    silence. Client frames: ``read``, ``read_all``, ``ping``, ``ack`` (notify.receipts); anything else gets an
     ``error`` frame (``invalid_frame``); a message over ``MAX_FRAME_BYTES`` closes 4009.
     A revoked token closes 4401.
 
@@ -83,6 +84,7 @@ class NotificationConsumer(DirectDispatch, AsyncWebsocketConsumer):
         self.link: Connection | None = None
         self.subscribed = False
         self.writer = None
+        self.device = None  # delivery receipts' device name, from the first ack
 
     # Handshake
 
@@ -182,6 +184,12 @@ class NotificationConsumer(DirectDispatch, AsyncWebsocketConsumer):
             return await self._mark_read(ids)
         if kind == "read_all":
             return await self._mark_read(None)
+        if kind == "ack":  # delivery receipt (notify.receipts)
+            if type(frame.get("id")) is not int:
+                return await self._send_error("invalid_frame", "ack: id must be an integer")
+            if self.device is None:
+                self.device = device_key(query_params(self.scope).get("client"), token_id=self.link.token_id)
+            return get_ack_buffer().add(self.link.user_id, self.device, frame["id"])
         if not isinstance(frame, dict) or not isinstance(kind, str):
             return await self._send_error("invalid_frame", "a frame is a JSON object with a string type")
         await self._send_error("invalid_frame", f"unknown type {kind[:40]!r}")

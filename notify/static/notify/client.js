@@ -42,6 +42,8 @@
  *                          cookie, else a `csrfmiddlewaretoken` input on the page.
  *   climbSeconds           while in fallback, how often to try the preferred transport
  *                          again (default 180, with ±25% jitter).
+ *   clientId               this device's id for delivery receipts (1-64 of A-Z a-z 0-9 _ . : -);
+ *                          default: a random id kept in localStorage ("notify.clientId").
  *
  * Read-only properties:
  *   state       "connecting" (an attempt is under way), "open" (live on WebSocket),
@@ -61,6 +63,10 @@
  *                    X-CSRFToken header. Resolves to { via: "websocket"|"http", unread };
  *                    rejects (Error with .status and .code) when the POST fails.
  *   markAllRead()    the same with {"type": "read_all"} or {"all": true}.
+ *   ack(id)          delivery receipt: every item with id <= `id` has been shown. Acks are
+ *                    coalesced (the highest id, at most one per ACK_DELAY_MS) and go over
+ *                    the WebSocket ({"type": "ack", "id": id}) when it is open, otherwise
+ *                    POST to the `ack` URL (default: beside `read`) with {"id", "client"}. Never rejects.
  *
  * Behaviour:
  *   - WebSocket at the `websocket` URL with ?since=<cursor>, offering subprotocol
@@ -92,6 +98,7 @@ const SUBPROTOCOL = "notify.v1";
 
 const URL_NAMES = ["websocket", "stream", "poll", "read"];
 const CONFIG_ELEMENT_ID = "notify-config";
+const ACK_DELAY_MS = 300; // acks wait this long to coalesce (a burst is one ack)
 
 const BACKOFF_BASE_MS = 1000;
 const BACKOFF_CAP_MS = 30000;
@@ -153,7 +160,7 @@ export function resolveTransports(requested, search = "") {
  * The server's URLs for the client: the option, else the page's config element.
  * @param {object|undefined} given the `urls` option.
  * @param {Document|undefined} [doc] where to look for <script id="notify-config">.
- * @returns {{websocket: string, stream: string, poll: string, read: string}}
+ * @returns {{websocket: string, stream: string, poll: string, read: string, ack: string}}
  * @throws {Error} naming a URL found in neither place.
  */
 export function resolveUrls(given, doc = typeof document === "undefined" ? undefined : document) {
@@ -176,6 +183,8 @@ export function resolveUrls(given, doc = typeof document === "undefined" ? undef
     }
     urls[name] = value;
   }
+  // Delivery receipts: optional, next to read/ unless given.
+  urls.ack = (given && given.ack) || fromPage.ack || urls.read.replace(/read\/?$/, "ack/");
   return urls;
 }
 
@@ -187,6 +196,9 @@ export class NotifyClient {
   #heartbeatS;
   #csrfToken;
   #climbMs;
+  #clientId;
+  #acked = 0; // highest id acknowledged (sent or queued)
+  #ackTimer = null;
 
   #state = "offline";
   #transport = null;
@@ -227,6 +239,7 @@ export class NotifyClient {
     this.#csrfToken = o.csrfToken ?? null;
     this.#climbMs = (positiveNumber(o.climbSeconds) ?? DEFAULT_CLIMB_S) * 1000;
     this.#cursor = toId(o.since);
+    this.#clientId = clientIdOf(o.clientId);
   }
 
   get state() {
@@ -298,6 +311,29 @@ export class NotifyClient {
     return this.#sendRead({ type: "read_all" }, { all: true });
   }
 
+  /** Acknowledge that every item with id <= `id` was shown (delivery receipt). */
+  ack(id) {
+    const n = toId(id);
+    if (n === null || n <= this.#acked) return;
+    this.#acked = n;
+    if (this.#ackTimer) return;
+    this.#ackTimer = setTimeout(() => {
+      this.#ackTimer = null;
+      const link = this.#link;
+      if (link && link.live && link.name === "websocket" && link.send({ type: "ack", id: this.#acked })) return;
+      const headers = { "Content-Type": "application/json", Accept: "application/json" };
+      const token = this.#csrf();
+      if (token) headers["X-CSRFToken"] = token;
+      fetch(this.#url(this.#urls.ack), {
+        method: "POST",
+        headers,
+        body: JSON.stringify({ id: this.#acked, client: this.#clientId }),
+        credentials: "same-origin",
+        cache: "no-store",
+      }).catch(() => {});
+    }, ACK_DELAY_MS);
+  }
+
   // --- connection management -------------------------------------------------------
 
   #connect() {
@@ -343,7 +379,7 @@ export class NotifyClient {
   }
 
   #openWebSocket(link) {
-    const url = new URL(this.#url(this.#urls.websocket, this.#sinceParams()));
+    const url = new URL(this.#url(this.#urls.websocket, { ...this.#sinceParams(), client: this.#clientId }));
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     const ws = new WebSocket(url.href, [SUBPROTOCOL]);
     link.teardown = () => {
@@ -846,6 +882,23 @@ function parseJson(text) {
   } catch {
     return null;
   }
+}
+
+/** The client id for receipts: a valid given one, else one kept in localStorage. */
+function clientIdOf(given) {
+  const valid = (value) => typeof value === "string" && /^[A-Za-z0-9_.:-]{1,64}$/.test(value);
+  if (valid(given)) return given;
+  let id = null;
+  try {
+    id = window.localStorage.getItem("notify.clientId");
+    if (!valid(id)) {
+      id = Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) => b.toString(16).padStart(2, "0")).join("");
+      window.localStorage.setItem("notify.clientId", id);
+    }
+  } catch {
+    id = id || `tab-${Math.random().toString(36).slice(2, 14)}`;
+  }
+  return id;
 }
 
 function toId(value) {

@@ -405,7 +405,8 @@ function onNotification(notification) {
     setTimeout(() => li.classList.remove("is-new"), 2000);
   }
   updateChrome();
-  if (!notification.read) queueToast(notification);
+  if (!notification.read && !notification.muted) queueToast(notification); // muted: listed, no toast
+  if (client) client.ack(notification.id); // delivery receipt: shown
 }
 
 function onRead(change) {
@@ -519,6 +520,7 @@ async function boot() {
   });
   window.notifyClient = client;
   client.start();
+  if (since) client.ack(since); // the first page is on screen
   setInterval(refreshTimes, TIME_REFRESH_MS);
 }
 
