@@ -14,19 +14,15 @@ Mount under a prefix of its own, e.g. ``path("alerts/", include("notify.urls"))`
 
 from django.urls import include, path, re_path
 
-from . import api_push, health, views
+from . import health, views
 from .http import api, errors
 
 app_name = "notify"
 
 urlpatterns = [
     path("", views.inbox_page, name="inbox"),
-    # Delivery receipts, Web Push and preferences (issue 14; notify.api_push).
-    path("api/notifications/ack/", api_push.ack, name="api-ack"),
-    path("api/push-subscriptions/", api_push.push_subscriptions, name="api-push-subscriptions"),
-    path("api/preferences/", api_push.preferences_api, name="api-preferences"),
-    path("preferences/", api_push.preferences_page, name="preferences"),
-    path("sw.js", api_push.service_worker, name="service-worker"),
+    path("preferences/", views.preferences_page, name="preferences"),
+    path("sw.js", views.service_worker, name="service-worker"),
     path("api/", include(api.urlpatterns())),
     path("poll/", views.stream_not_routed, name="poll"),
     path("stream/", views.stream_not_routed, name="stream"),

@@ -30,7 +30,10 @@ def test_the_document_lists_every_operation_with_its_errors(daphne_factory):
     expected = {
         ("/notify/api/notifications/", "get"), ("/notify/api/notifications/unread-count/", "get"),
         ("/notify/api/notifications/read/", "post"), ("/notify/api/send/", "post"),
-        ("/notify/api/announce/", "post"),
+        ("/notify/api/announce/", "post"), ("/notify/api/notifications/ack/", "post"),
+        ("/notify/api/push-subscriptions/", "get"), ("/notify/api/push-subscriptions/", "post"),
+        ("/notify/api/push-subscriptions/", "delete"), ("/notify/api/preferences/", "get"),
+        ("/notify/api/preferences/", "put"),
     }
     listed = {(path, method) for path, operations in document["paths"].items() for method in operations}
     assert listed == expected

@@ -23,7 +23,7 @@ from ninja.parser import Parser
 from ninja.security import APIKeyCookie, HttpBearer
 from pydantic import ConfigDict
 
-from .. import services
+from .. import preferences, receipts, services, webpush
 from ..auth import bearer_token
 from ..conf import notify_settings
 from ..exceptions import InvalidParameter, RateLimited
@@ -331,6 +331,120 @@ def announce(request, payload: AnnounceIn):
     return Status(201, {"id": announcement.pk})
 
 
+# Delivery receipts, Web Push subscriptions and preferences (docs/protocol.md §10)
+
+
+class AckIn(_Strict):
+    """Every item of the user's stream with id <= ``id`` was shown on this device."""
+
+    id: int
+    client: str | None = Field(default=None, description="the device's client id (1-64 of A-Z a-z 0-9 _ . : -)")
+
+
+class PushKeys(_Strict):
+    p256dh: str = Field(description="65-byte uncompressed P-256 point, base64url")
+    auth: str = Field(description="16 bytes, base64url")
+
+
+class SubscriptionIn(_Strict):
+    """The browser's ``PushSubscription.toJSON()``."""
+
+    endpoint: str = Field(description="the push service's absolute https URL")
+    keys: PushKeys
+    expirationTime: int | float | None = None
+
+
+class EndpointIn(_Strict):
+    endpoint: str
+    keys: dict[str, Any] | None = None
+    expirationTime: int | float | None = None
+
+
+class SubscriptionOut(Schema):
+    id: int
+
+
+class PublicKey(Schema):
+    public_key: str = Field(description="the VAPID applicationServerKey, base64url")
+
+
+class Preferences(_Strict):
+    """Kind patterns (shell-style, ``fnmatch.fnmatchcase``)."""
+
+    muted: list[str]
+    no_push: list[str]
+
+
+def _webpush_config():
+    """The Web Push configuration (``push-subscriptions/`` answers 404 ``not_found`` for
+    every method while Web Push is off: see ``_web_push_on``)."""
+    return webpush.config()
+
+
+def _web_push_on(view):
+    """Wrap the ``push-subscriptions/`` view: every method is 404 ``not_found`` while Web
+    Push is off (no VAPID key), so a client learns that before anything else."""
+
+    def wrapped(request, *args, **kwargs):
+        if webpush.config() is None:
+            return error_response(404, "not_found", "Web Push is not configured on this server.")
+        return view(request, *args, **kwargs)
+
+    wrapped.csrf_exempt = True
+    return wrapped
+
+
+_PUSH_ERRORS = {**_AUTH_ERRORS, 404: Error}
+
+
+@api.post("notifications/ack/", auth=PERSONAL, response={204: None, **_AUTH_ERRORS}, url_name="api-ack")
+def ack(request, payload: AckIn):
+    """Record a delivery receipt for this device (an id outside the user's stream changes
+    nothing); ``ACK_RATE_LIMIT`` per user."""
+    _rate_limit("notify.ack", str(request.user.pk), notify_settings.ACK_RATE_LIMIT)
+    token = request.auth if isinstance(request.auth, ApiToken) else None
+    device = receipts.device_key(payload.client, token_id=token.pk if token is not None else None)
+    receipts.record_acks({(request.user.pk, device): payload.id})
+    return Status(204, None)
+
+
+@api.get("push-subscriptions/", auth=PERSONAL, response={200: PublicKey, **_PUSH_ERRORS},
+         url_name="api-push-subscriptions")
+def push_key(request):
+    """The VAPID public key a browser subscribes with."""
+    return {"public_key": _webpush_config().public_key}
+
+
+@api.post("push-subscriptions/", auth=PERSONAL, response={200: SubscriptionOut, 201: SubscriptionOut, **_PUSH_ERRORS})
+def subscribe(request, payload: SubscriptionIn):
+    """Store a push subscription for the signed-in user: 201, or 200 with the same id for
+    a known endpoint (which then belongs to this user, with these keys)."""
+    cfg = _webpush_config()
+    subscription, created = webpush.subscribe(request.user, payload.model_dump(exclude_unset=True), cfg)
+    return Status(201 if created else 200, {"id": subscription.pk})
+
+
+@api.delete("push-subscriptions/", auth=PERSONAL, response={204: None, **_PUSH_ERRORS})
+def unsubscribe(request, payload: EndpointIn):
+    """Remove the user's subscription with this endpoint (204 also when there is none;
+    another user's subscription is untouched)."""
+    _webpush_config()
+    webpush.unsubscribe(request.user, payload.endpoint)
+    return Status(204, None)
+
+
+@api.get("preferences/", auth=PERSONAL, response={200: Preferences, **_AUTH_ERRORS}, url_name="api-preferences")
+def get_preferences(request):
+    """The user's preferences (the settings' defaults before any PUT)."""
+    return preferences.get_prefs(request.user.pk).as_json()
+
+
+@api.put("preferences/", auth=PERSONAL, response={200: Preferences, **_AUTH_ERRORS})
+def put_preferences(request, payload: Preferences):
+    """Replace both lists; answers the stored object."""
+    return preferences.set_prefs(request.user, payload.model_dump()).as_json()
+
+
 # Errors
 
 
@@ -359,8 +473,14 @@ def _invalid_schema(request, exc: ValidationError):
     loc = [str(part) for part in error.get("loc", ())]
     # ("body", "payload", "recipients", 0, "int") or ("query", "limit"): the field is
     # the first name after the source (and the body's parameter name).
+    # Nested fields join with dots up to a list index: "keys.auth", "muted".
     names = loc[2:] if loc[:1] == ["body"] else loc[1:]
-    name = names[0] if names else "body"
+    path = []
+    for part in names:
+        if part.isdigit():
+            break
+        path.append(part)
+    name = ".".join(path) or "body"
     kind = error.get("type", "")
     if kind == "extra_forbidden":
         problem = "is not a known field"
@@ -404,7 +524,7 @@ def _finished(view):
 
     def wrapped(request, *args, **kwargs):
         try:
-            if request.method == "POST":
+            if request.method not in ("GET", "HEAD", "OPTIONS"):
                 check_body_size(request)
         except ApiError as exc:
             return _answer(exc)
@@ -429,5 +549,7 @@ def urlpatterns() -> list:
     patterns, _app_name, _namespace = api.urls
     patterns = [p for p in patterns if p.name != "api-root"]
     for pattern in patterns:
+        if pattern.name == "api-push-subscriptions":
+            pattern.callback = _web_push_on(pattern.callback)
         pattern.callback = _finished(pattern.callback)
     return patterns
