@@ -18,6 +18,7 @@ from typing import Any
 
 from .conf import notify_settings
 from .exceptions import InvalidParameter
+from .validation import check_text
 from .models import Preference
 
 FIELDS = ("muted", "no_push")
@@ -97,6 +98,7 @@ def validate_prefs(value: Any) -> Prefs:
                 raise InvalidParameter(
                     f"{name}[{index}]", f"must be a non-empty string of at most {MAX_PATTERN_LENGTH} characters"
                 )
+        check_text(name, patterns)
         lists[name] = tuple(dict.fromkeys(patterns))
     return Prefs(**lists)
 

@@ -36,6 +36,7 @@ from pywebpush import WebPusher
 
 from .conf import notify_settings
 from .exceptions import InvalidParameter
+from .validation import check_text
 from .models import Entry, PushSubscription
 from .serializers import dumps
 
@@ -210,6 +211,7 @@ def validate_endpoint(endpoint: Any, *, allow_insecure: bool) -> str:
         raise InvalidParameter("endpoint", "must be the push service's URL")
     if len(endpoint) > MAX_ENDPOINT_LENGTH:
         raise InvalidParameter("endpoint", f"at most {MAX_ENDPOINT_LENGTH} characters")
+    check_text("endpoint", endpoint)
     try:
         parts = urlsplit(endpoint)
         host = parts.hostname
