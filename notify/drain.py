@@ -17,8 +17,9 @@ What a stopping process does (``DRAIN_SECONDS``, default 10 s, is the window):
 
    Connections that still arrive during the window (the balancer has not noticed yet)
    are told the same as soon as their first frames are out.
-3. When the window and ``CLOSE_GRACE_SECONDS`` have passed (new arrivals are still
-   told meanwhile), the signal goes to the server's own handler (daphne: Twisted stops
+3. When the window and ``CLOSE_GRACE_SECONDS`` have passed and no connection is left
+   (at most ``LINGER_SECONDS`` more; new arrivals are still told meanwhile), the signal
+   goes to the server's own handler (daphne: Twisted stops
    the reactor, which ends the process).
 
 A second signal during the window skips the rest of it. Daphne's own shutdown would
@@ -49,6 +50,10 @@ DRAIN_POLL_SECONDS = 0.1
 # After the window, how long the last told connections get to finish closing, while
 # new arrivals are still told (seconds).
 CLOSE_GRACE_SECONDS = 1.0
+# After that, how much longer the process waits (seconds, at most) while connections are
+# still open: one whose handshake was in progress at the deadline on a busy machine is
+# told and closes with 1012 instead of being cut (1006) by the exit.
+LINGER_SECONDS = 5.0
 
 
 class _State:
@@ -169,7 +174,8 @@ async def _drain(signum: int | None) -> None:
                     await link.sink.drain(reconnect_delay_ms())
                 except Exception:
                     logger.exception("notify: drain of a connection failed", extra=log_fields("drain.failed", link.sink))
-        if time.monotonic() >= deadline:
+        now = time.monotonic()
+        if now >= deadline and (hub.count == 0 or now >= deadline + LINGER_SECONDS):
             break
         await asyncio.sleep(DRAIN_POLL_SECONDS)
     logger.info(
