@@ -6,12 +6,12 @@ import logging
 from .. import metrics
 from ..conf import notify_settings
 from ..exceptions import InvalidParameter
-from ..logging import log_fields
 from ..params import parse_int, query_params
-from ..realtime import daphne, frames
+from ..realtime import frames
 from ..realtime.frames import Push
 from ..selectors import StreamRead, aread_stream
 from ..serializers import dumps
+from .base import drop_if_slow
 from .http import StreamConsumer
 
 logger = logging.getLogger(__name__)
@@ -96,14 +96,7 @@ class EventStreamConsumer(StreamConsumer):
         fresh = self.link.take_new(pushes)
         await self.send_text("".join(push.sse_event for push in fresh))
         metrics.delivered(self.transport, fresh)
-        backlog = daphne.buffered_bytes(self.base_send)
-        if backlog is not None and backlog > notify_settings.MAX_SEND_BUFFER_BYTES:
-            # A reader that does not keep up must not grow our memory without bound:
-            # drop it; EventSource reconnects with Last-Event-ID and resumes.
-            logger.warning("notify: closing slow SSE stream of user %s (%d bytes unsent)", self.user.pk, backlog,
-                           extra=log_fields("sse.slow_client_dropped", self, unsent_bytes=backlog))
-            metrics.slow_client_dropped()
-            daphne.drop(self.base_send)
+        drop_if_slow(self, "SSE stream")
 
     async def deliver_read(self, event) -> None:
         await self.send_text(frames.sse_event("read", frames.read_frame(event)))

@@ -21,7 +21,7 @@ from ..realtime.frames import Push
 from ..realtime.hub import Connection, get_hub
 from ..selectors import StreamRead, aread_stream
 from ..serializers import dumps
-from .base import DirectDispatch
+from .base import DirectDispatch, drop_if_slow
 
 logger = logging.getLogger("notify")
 
@@ -227,14 +227,7 @@ class NotificationConsumer(DirectDispatch, AsyncWebsocketConsumer):
                 await self.send_text(push.ws_frame)
         metrics.delivered(self.transport, fresh)
         self.link.sent()
-        backlog = daphne.buffered_bytes(self.base_send)
-        if backlog is not None and backlog > notify_settings.MAX_SEND_BUFFER_BYTES:
-            # A client that does not read must not grow our memory without bound: drop
-            # it; it resumes from its cursor when it reconnects.
-            logger.warning("notify: closing slow WebSocket of user %s (%d bytes unsent)", self.user.pk, backlog,
-                           extra=log_fields("websocket.slow_client_dropped", self, unsent_bytes=backlog))
-            metrics.slow_client_dropped()
-            daphne.drop(self.base_send)
+        drop_if_slow(self, "WebSocket")
 
     async def deliver_read(self, event) -> None:
         await self.send_frame({"type": "read", **frames.read_frame(event)})
