@@ -1,7 +1,6 @@
 """Server-Sent Events: ``GET <prefix>stream/`` as ``text/event-stream``
 (docs/protocol.md §4b; the HTML Living Standard's "server-sent events")."""
 
-import logging
 
 from .. import metrics
 from ..conf import notify_settings
@@ -14,7 +13,6 @@ from ..serializers import dumps
 from .base import drop_if_slow
 from .http import StreamConsumer
 
-logger = logging.getLogger(__name__)
 
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
